@@ -1,0 +1,13 @@
+"""cplmix_sc: cell types and type-dependent continuous state with coupled mixture VAEs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import datasets, metrics, module, pl, train
+from .model import CplMixVAE
+
+try:
+    __version__ = version("cplmix-sc")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["CplMixVAE", "datasets", "metrics", "module", "pl", "train"]

@@ -1,0 +1,74 @@
+"""Clustering scores: ARI, AMI, NMI and accuracy after Hungarian matching."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+
+
+def _labelled(true, pred) -> tuple[np.ndarray, np.ndarray]:
+    true = pd.Series(np.asarray(true, dtype=object))
+    pred = pd.Series(np.asarray(pred, dtype=object))
+    if len(true) != len(pred):
+        raise ValueError(f"true and pred differ in length: {len(true)} vs {len(pred)}.")
+    keep = (~true.isna()).to_numpy() & (~pred.isna()).to_numpy()
+    return true[keep].astype(str).to_numpy(), pred[keep].astype(str).to_numpy()
+
+
+def hungarian_accuracy(true, pred) -> float:
+    """Fraction of cells whose predicted type maps to their true type.
+
+    Predicted and true types are matched one-to-one to maximise the matched cells
+    (Hungarian algorithm); a predicted type left without a partner counts as wrong.
+    """
+    true, pred = _labelled(true, pred)
+    if len(true) == 0:
+        return float("nan")
+    table = pd.crosstab(pred, true).to_numpy()
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(true))
+
+
+def clustering_scores(true, pred) -> dict[str, float]:
+    """ARI, AMI, NMI and Hungarian accuracy of ``pred`` against ``true``.
+
+    Cells whose true (or predicted) label is missing (``NaN``/``None``) are ignored.
+
+    Returns
+    -------
+    dict with keys ``ari``, ``ami``, ``nmi``, ``accuracy``, ``n_cells``.
+    """
+    t, p = _labelled(true, pred)
+    return {
+        "ari": float(skm.adjusted_rand_score(t, p)),
+        "ami": float(skm.adjusted_mutual_info_score(t, p)),
+        "nmi": float(skm.normalized_mutual_info_score(t, p)),
+        "accuracy": hungarian_accuracy(t, p),
+        "n_cells": int(len(t)),
+    }
+
+
+def arm_consensus(labels) -> float:
+    """Mean fraction of cells on which two arms agree, over all arm pairs.
+
+    Parameters
+    ----------
+    labels
+        ``(n_arms, n_cells)`` argmax categories, or a trained
+        :class:`~cplmix_sc.CplMixVAE` (its arms' labels on its AnnData).
+        Categories are compared by index: the coupling makes index ``k`` mean the same type
+        in every arm. One arm gives ``1.0``.
+    """
+    if hasattr(labels, "get_arm_labels"):
+        labels = labels.get_arm_labels()
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError("labels must be (n_arms, n_cells).")
+    pairs = list(combinations(range(labels.shape[0]), 2))
+    if not pairs:
+        return 1.0
+    return float(np.mean([np.mean(labels[a] == labels[b]) for a, b in pairs]))

@@ -1,0 +1,5 @@
+"""User-facing models."""
+
+from ._cplmixvae import CplMixVAE
+
+__all__ = ["CplMixVAE"]

@@ -1,0 +1,18 @@
+"""Networks and losses (what the user-facing models are built from)."""
+
+from ._arms import ArmBatchNorm, ArmLinear, ArmMLP
+from ._coupling import COUPLINGS, aitchison_sq, clr, sigma_sq
+from ._cplmixvae import LIKELIHOODS, CplMixVAEModule, log_normalise
+
+__all__ = [
+    "COUPLINGS",
+    "LIKELIHOODS",
+    "ArmBatchNorm",
+    "ArmLinear",
+    "ArmMLP",
+    "CplMixVAEModule",
+    "aitchison_sq",
+    "clr",
+    "log_normalise",
+    "sigma_sq",
+]

@@ -1,0 +1,310 @@
+"""The coupled mixture VAE module: A arms, their losses and the coupling (supplement sec. B-D).
+
+Shapes: ``A`` arms, ``B`` cells in a mini-batch, ``G`` genes, ``K`` categories, ``S`` state
+dimensions, ``D`` bottleneck size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from ._arms import ArmLinear, ArmMLP
+from ._augment import thin_counts
+from ._coupling import COUPLINGS
+
+LIKELIHOODS = ("nb", "gaussian")
+#: scale of the log-normalised input and of the Gaussian likelihood's target
+NORM_SCALE = 1e4
+
+
+def log_normalise(x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+    """``log1p(x / library * 1e4)``: the encoders' input and the Gaussian likelihood's target."""
+    return torch.log1p(x / library.clamp_min(1.0) * NORM_SCALE)
+
+
+class CplMixVAEModule(BaseModuleClass):
+    """A coupled mixture VAEs: categorical type ``c`` and type-dependent state ``s`` per arm.
+
+    Each arm (sec. B, L.1) encodes its copy of a cell to a ``D``-dimensional bottleneck,
+    then to ``q(c|x)`` (one softmax) and to ``q(s|x, c)``, a Gaussian whose mean and variance
+    depend on the bottleneck *and* the category; the decoder models ``p(x|s, c)``. The loss is
+    Eq. 46 plus the categorical regularisers of :meth:`loss`.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes ``G``.
+    n_batch
+        Number of batches; a one-hot batch conditions the decoder, as in scVI.
+    n_categories
+        Number of categories ``K``.
+    n_state
+        Dimension of the continuous state ``S`` (paper: 2).
+    n_arms
+        Number of arms ``A`` (1 gives the single-arm mixture VAE).
+    n_hidden
+        Width of the hidden layers.
+    n_layers
+        Number of hidden layers in encoder and decoder.
+    n_bottleneck
+        Size ``D`` of the bottleneck before the categorical softmax (paper: 10).
+    likelihood
+        ``"nb"``: negative binomial on counts with the observed library size (scVI style);
+        ``"gaussian"``: Gaussian on ``log1p`` of normalised counts (the paper's choice).
+    coupling
+        ``"aitchison"`` (Eqs. 47-48) or ``"sigma"`` (d_σ of Prop. 3, guarded).
+    coupling_weight
+        λ of Eq. 46.
+    entropy_weight
+        Weight of the per-cell categorical entropy ``H(c_a|x_a)`` in the minimised loss.
+        Eq. 46 *rewards* entropy (``-1``); a positive value penalises it (confident types).
+    usage_weight
+        Weight of the reward for the entropy of the batch-mean posterior (category usage).
+    temperature
+        Gumbel-softmax temperature τ (paper: 1).
+    augmentation
+        ``"simple"``: binomial thinning, a fresh copy per arm and step; ``"none"``.
+    thinning
+        Fraction of UMIs kept by the ``"simple"`` augmentation.
+    input_dropout
+        Dropout on the encoders' input (sec. L.1).
+    state_dropout
+        Dropout on the state before decoding (sec. L.1).
+    n_teacher_pcs
+        Principal components of the warm-up's k-means start (see :meth:`set_teacher`).
+    warmup_weight
+        Weight of the cross-entropy towards the k-means start during the warm-up. It must
+        be large: the reconstruction term is thousands of nats per cell.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_batch: int = 0,
+        n_categories: int = 10,
+        n_state: int = 2,
+        n_arms: int = 2,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        n_bottleneck: int = 10,
+        likelihood: Literal["nb", "gaussian"] = "nb",
+        coupling: Literal["aitchison", "sigma"] = "aitchison",
+        coupling_weight: float = 1.0,
+        entropy_weight: float = 3.0,
+        usage_weight: float = 1.0,
+        temperature: float = 1.0,
+        augmentation: Literal["simple", "none"] = "simple",
+        thinning: float = 0.8,
+        input_dropout: float = 0.1,
+        state_dropout: float = 0.0,
+        n_teacher_pcs: int = 30,
+        warmup_weight: float = 100.0,
+    ):
+        super().__init__()
+        self.n_input = n_input
+        self.n_batch = n_batch
+        self.n_categories = n_categories
+        self.n_state = n_state
+        self.n_arms = n_arms
+        self.likelihood = likelihood
+        self.coupling = coupling
+        self.coupling_weight = coupling_weight
+        self.entropy_weight = entropy_weight
+        self.usage_weight = usage_weight
+        self.temperature = temperature
+        self.augmentation = augmentation
+        self.thinning = thinning
+        #: "mixture" (the model) or "warmup" (the model plus a pull of q(c|x) towards the
+        #: teacher clustering stored in the ``teacher_*`` buffers; see :meth:`set_teacher`)
+        self.phase = "mixture"
+        self.warmup_weight = warmup_weight
+        hidden = [n_hidden] * n_layers
+        a = n_arms
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.encoder = ArmMLP(a, n_input, hidden)
+        self.bottleneck = ArmLinear(a, n_hidden, n_bottleneck)
+        self.category_head = ArmLinear(a, n_bottleneck, n_categories)
+        self.state_encoder = ArmMLP(a, n_bottleneck + n_categories, [n_hidden])
+        self.state_mean = ArmLinear(a, n_hidden, n_state)
+        self.state_logvar = ArmLinear(a, n_hidden, n_state)
+        self.state_dropout = nn.Dropout(state_dropout)
+        self.decoder = ArmMLP(a, n_state + n_categories + n_batch, hidden[::-1])
+        self.decoder_out = ArmLinear(a, n_hidden, n_input)
+        # teacher clustering for the warm-up: PCA of log-normalised counts + centroids
+        self.register_buffer("teacher_mean", torch.zeros(n_input))
+        self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
+        self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
+        # NB inverse dispersion / Gaussian log-variance, per arm and gene
+        self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
+
+    # ------------------------------------------------------------------ scvi-tools hooks
+    def _get_inference_input(self, tensors):
+        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+
+    def _get_generative_input(self, tensors, inference_outputs):
+        return {
+            "state": inference_outputs["state"],
+            "category": inference_outputs["category"],
+            "bottleneck": inference_outputs["bottleneck"],
+            "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
+        }
+
+    def make_copies(self, x: torch.Tensor) -> torch.Tensor:
+        """One copy of the mini-batch per arm, ``(A, B, G)``; perturbed only in training."""
+        if self.training and self.augmentation == "simple":
+            return thin_counts(x, self.n_arms, self.thinning)
+        return x.unsqueeze(0).expand(self.n_arms, *x.shape)
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode each arm's copy to the bottleneck, q(c|x) and q(s|x, c)."""
+        copies = self.make_copies(x)
+        library = copies.sum(-1, keepdim=True)
+        h = self.encoder(self.input_dropout(log_normalise(copies, library)))
+        bottleneck = self.bottleneck(h)
+        logits = self.category_head(bottleneck)
+        log_probs = F.log_softmax(logits, dim=-1)  # softmax applied once (not twice, as in MMIDAS)
+        if self.training:
+            category = F.gumbel_softmax(logits, tau=self.temperature, hard=False)
+        else:
+            category = log_probs.exp()
+        hs = self.state_encoder(torch.cat([bottleneck, category], dim=-1))
+        qs_m = self.state_mean(hs)
+        qs_v = self.state_logvar(hs).clamp(-12.0, 8.0).exp()
+        state = qs_m + qs_v.sqrt() * torch.randn_like(qs_m) if self.training else qs_m
+        return {
+            "bottleneck": bottleneck,
+            "logits": logits,
+            "log_probs": log_probs,
+            "category": category,
+            "qs_m": qs_m,
+            "qs_v": qs_v,
+            "state": state,
+        }
+
+    def state_given_category(
+        self, bottleneck: torch.Tensor, category_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean of ``q(s|x, c)`` with ``c`` one-hot at ``category_index`` (B,), ``(A, B, S)``."""
+        onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
+        onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
+        return self.state_mean(self.state_encoder(torch.cat([bottleneck, onehot], dim=-1)))
+
+    def _batch_onehot(self, batch_index: torch.Tensor, n_arms: int) -> torch.Tensor:
+        onehot = F.one_hot(batch_index.view(-1).long(), self.n_batch).float()
+        return onehot.unsqueeze(0).expand(n_arms, -1, -1)
+
+    @auto_move_data
+    def generative(
+        self,
+        state: torch.Tensor,
+        category: torch.Tensor,
+        bottleneck: torch.Tensor,
+        batch_index: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Decode ``(s, c[, batch])`` to per-gene parameters, ``(A, B, G)``."""
+        parts = [self.state_dropout(state), category]
+        if self.n_batch > 0:
+            parts.append(self._batch_onehot(batch_index, state.shape[0]))
+        out = self.decoder_out(self.decoder(torch.cat(parts, dim=-1)))
+        return {"decoded": out}
+
+    # ------------------------------------------------------------------ loss (Eq. 46)
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """``-log p(x | s_a, c_a)`` of the unperturbed cell for every arm, ``(A, B)``."""
+        library = x.sum(-1, keepdim=True)
+        if self.likelihood == "nb":
+            mu = library * F.softmax(decoded, dim=-1)
+            theta = self.gene_param.exp()
+            return -NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
+        target = log_normalise(x, library)
+        logvar = self.gene_param
+        nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))
+        return nll.sum(-1)
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+        kl_weight: float = 1.0,
+    ) -> LossOutput:
+        """Negative of Eq. 46 plus the categorical regularisers, averaged over cells.
+
+        ``sum_a w (NLL_a + kl_weight KL_a + entropy_weight H_a) - usage_weight sum_a w H(q̄_a)
+        + λ sum_{a<b} d²(c_a, c_b)``, with ``w = max(A - 1, 1)`` as in Eq. 46 (each arm's
+        entropy appears in its ``A - 1`` pairs). ``entropy_weight = -1, usage_weight = 0``
+        is Eq. 46 exactly. ``H(q̄_a)`` is the entropy of the mean posterior over the
+        mini-batch: rewarding it keeps all categories in use while a positive
+        ``entropy_weight`` makes each cell's posterior confident (METHOD.md, calibration).
+        """
+        x = tensors[REGISTRY_KEYS.X_KEY]
+        a = self.n_arms
+        w = float(max(a - 1, 1))
+        nll = self.reconstruction_nll(x, generative_outputs["decoded"])  # (A, B)
+        qs_m, qs_v = inference_outputs["qs_m"], inference_outputs["qs_v"]
+        kl_s = 0.5 * (qs_m.pow(2) + qs_v - qs_v.log() - 1.0).sum(-1)  # KL(q(s|x,c) || N(0, I))
+        log_p = inference_outputs["log_probs"]  # (A, B, K)
+        p = log_p.exp()
+        entropy = -(p * log_p).sum(-1)  # (A, B)
+        mean_p = p.mean(1)  # (A, K)
+        usage = -(mean_p * mean_p.clamp_min(1e-12).log()).sum(-1)  # (A,)
+        if a > 1:
+            ia, ib = torch.triu_indices(a, a, 1, device=x.device)
+            d2 = COUPLINGS[self.coupling](log_p[ia], log_p[ib]).sum(0)  # (B,)
+        else:
+            d2 = torch.zeros_like(entropy[0])
+        per_cell = (
+            w * (nll + kl_weight * kl_s + self.entropy_weight * entropy).sum(0)
+            + self.coupling_weight * d2
+        )
+        loss = per_cell.mean() - self.usage_weight * w * usage.sum()
+        extra = {}
+        if self.phase == "warmup":
+            target = self.teacher_labels(x)
+            ce = F.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.repeat(a))
+            loss = loss + self.warmup_weight * w * a * ce
+            extra["teacher_ce"] = ce.detach()
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=w * nll.sum(0),
+            kl_local=w * kl_s.sum(0),
+            extra_metrics={
+                "coupling": d2.mean().detach(),
+                "entropy": entropy.mean().detach(),
+                "usage": usage.mean().detach(),
+                **extra,
+            },
+        )
+
+    # ------------------------------------------------------------------ warm-up teacher
+    @torch.no_grad()
+    def set_teacher(
+        self, mean: torch.Tensor, loadings: torch.Tensor, centroids: torch.Tensor
+    ) -> None:
+        """Store a clustering (PCA of log-normalised counts + k-means centroids) to warm up.
+
+        During the ``"warmup"`` phase each arm's ``q(c|x)`` is pulled (cross-entropy) towards
+        the teacher's nearest-centroid label of the unperturbed cell, so that all arms start
+        from the same categories with the same indices. Labels are computed from ``x`` on the
+        fly, so no per-cell bookkeeping is needed and mini-batches can come from any loader.
+        """
+        p = loadings.shape[1]
+        self.teacher_mean.copy_(mean)
+        self.teacher_loadings.zero_()
+        self.teacher_loadings[:, :p] = loadings
+        self.teacher_centroids.zero_()
+        self.teacher_centroids[:, :p] = centroids
+
+    def teacher_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest teacher centroid of each cell, ``(B,)``."""
+        z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.teacher_mean) @ self.teacher_loadings
+        return torch.cdist(z, self.teacher_centroids).argmin(-1)

@@ -1,0 +1,5 @@
+"""Training plans and data paths."""
+
+from ._plan import CplMixTrainingPlan
+
+__all__ = ["CplMixTrainingPlan"]

@@ -1,0 +1,104 @@
+import itertools
+import math
+
+import pytest
+import torch
+from scvi import REGISTRY_KEYS
+
+from cplmix_sc.module import ArmLinear, CplMixVAEModule, aitchison_sq, clr, sigma_sq
+
+
+def test_arm_linear_is_independent_linear_maps():
+    torch.manual_seed(0)
+    layer = ArmLinear(3, 5, 4)
+    x = torch.randn(3, 7, 5)
+    y = layer(x)
+    for a in range(3):
+        expected = x[a] @ layer.weight[a] + layer.bias[a]
+        torch.testing.assert_close(y[a], expected)
+
+
+def test_aitchison_matches_eq47_pairwise_form():
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(6, 5), -1)
+    q = torch.softmax(torch.randn(6, 5), -1)
+    lp, lq = p.log(), q.log()
+    k = p.shape[-1]
+    eq47 = sum(
+        ((lp[:, i] - lp[:, j]) - (lq[:, i] - lq[:, j])) ** 2
+        for i, j in itertools.combinations(range(k), 2)
+    ) / k
+    torch.testing.assert_close(aitchison_sq(lp, lq), eq47)
+    assert torch.allclose(clr(lp).sum(-1), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(aitchison_sq(lp, lp), torch.zeros(6))
+
+
+def test_couplings_stay_finite_for_confident_and_constant_posteriors():
+    k = 10
+    one_hot_a = torch.full((4, k), -1e9).index_fill_(1, torch.tensor([0]), 0.0)
+    one_hot_b = torch.full((4, k), -1e9).index_fill_(1, torch.tensor([1]), 0.0)
+    lp_a = torch.log_softmax(one_hot_a, -1)
+    lp_b = torch.log_softmax(one_hot_b, -1)
+    d_ait = aitchison_sq(lp_a, lp_b)
+    assert torch.isfinite(d_ait).all() and (d_ait > 0).all()
+    assert d_ait.max() <= 2 * math.log(1e4) ** 2 + 1e-3
+    # every category constant over the batch: the reference's d_σ divides by zero here
+    d_sig = sigma_sq(lp_a, lp_b)
+    assert torch.isfinite(d_sig).all()
+
+
+def _batch(n=32, g=20, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.poisson(torch.full((n, g), 3.0), generator=gen)
+    return {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: torch.zeros(n, 1)}
+
+
+def test_loss_is_eq46_with_paper_settings():
+    torch.manual_seed(0)
+    m = CplMixVAEModule(20, n_categories=4, n_arms=3, entropy_weight=-1.0, usage_weight=0.0,
+                        augmentation="none", input_dropout=0.0)
+    m.eval()  # deterministic pass (posterior means) so the terms can be recomputed
+    tensors = _batch()
+    inf, gen, out = m(tensors)
+    x = tensors[REGISTRY_KEYS.X_KEY]
+    nll = m.reconstruction_nll(x, gen["decoded"])
+    kl = 0.5 * (inf["qs_m"] ** 2 + inf["qs_v"] - inf["qs_v"].log() - 1).sum(-1)
+    lp = inf["log_probs"]
+    h = -(lp.exp() * lp).sum(-1)
+    a = 3
+    pairs = 0
+    for i, j in itertools.combinations(range(a), 2):
+        pairs = pairs + h[i] + h[j] - aitchison_sq(lp[i], lp[j])
+    eq46 = ((a - 1) * (-nll - kl)).sum(0) + pairs
+    torch.testing.assert_close(out.loss, -eq46.mean(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("likelihood", ["nb", "gaussian"])
+@pytest.mark.parametrize("coupling", ["aitchison", "sigma"])
+def test_gradients_reach_every_arm(likelihood, coupling):
+    torch.manual_seed(0)
+    m = CplMixVAEModule(20, n_batch=2, n_categories=4, n_arms=2, likelihood=likelihood,
+                        coupling=coupling)
+    m.train()
+    tensors = _batch()
+    tensors[REGISTRY_KEYS.BATCH_KEY] = torch.randint(0, 2, (32, 1)).float()
+    _, _, out = m(tensors)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    for name in ("encoder.layers.0.weight", "category_head.weight", "decoder_out.weight"):
+        grad = dict(m.named_parameters())[name].grad
+        assert grad is not None
+        assert (grad.flatten(1).abs().sum(1) > 0).all(), f"{name}: an arm gets no gradient"
+
+
+def test_simple_augmentation_gives_each_arm_its_own_copy():
+    m = CplMixVAEModule(20, n_arms=3, thinning=0.5)
+    x = _batch()[REGISTRY_KEYS.X_KEY]
+    m.train()
+    copies = m.make_copies(x)
+    assert copies.shape == (3, 32, 20)
+    assert not torch.equal(copies[0], copies[1])
+    assert (copies <= x).all()
+    assert copies.sum() == pytest.approx(0.5 * 3 * x.sum().item(), rel=0.05)
+    m.eval()
+    assert torch.equal(m.make_copies(x)[2], x)
