@@ -129,7 +129,7 @@ def test_clear_errors(easy_sim):
     bad.X = np.full(bad.shape, np.nan, dtype=np.float32)
     with pytest.raises(ValueError, match="NaN"):
         CplMixVAE.setup_anndata(bad)
-    with pytest.raises(KeyError, match="not in adata.layers"):
+    with pytest.raises(KeyError, match=r"not in adata\.layers"):
         CplMixVAE.setup_anndata(adata, layer="missing")
     with pytest.raises(KeyError, match="batch_key"):
         CplMixVAE.setup_anndata(adata, batch_key="missing")

@@ -89,7 +89,7 @@ def synthetic(
     base[roles == "housekeeping"] += 2.5
     effects = rng.normal(0.0, type_noise, (n_types, n_genes))
     effects[marker_of[None, :] == np.arange(n_types)[:, None]] += marker_effect
-    n_unresp = int(round(frac_unresponsive * n_types))
+    n_unresp = round(frac_unresponsive * n_types)
     responsive = np.ones(n_types, dtype=bool)
     responsive[rng.choice(n_types, n_unresp, replace=False)] = False
     slopes = np.zeros((n_types, n_genes))

@@ -48,7 +48,7 @@ def clustering_scores(true, pred) -> dict[str, float]:
         "ami": float(skm.adjusted_mutual_info_score(t, p)),
         "nmi": float(skm.normalized_mutual_info_score(t, p)),
         "accuracy": hungarian_accuracy(t, p),
-        "n_cells": int(len(t)),
+        "n_cells": len(t),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS, settings
@@ -15,7 +16,6 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
-import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
@@ -336,7 +336,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         consensus type. Arms' state coordinates are not aligned with each other (each arm may
         rotate or flip its state), so one arm's state is returned (``arm``, default 0).
         """
-        return self._arm_or_mean(self._posterior(adata, batch_size=batch_size)["state"], arm).numpy()
+        state = self._posterior(adata, batch_size=batch_size)["state"]
+        return self._arm_or_mean(state, arm).numpy()
 
     def get_arm_labels(self, adata: AnnData | None = None, batch_size: int | None = None):
         """Argmax category of every arm, ``(n_arms, n_cells)``."""

@@ -1,0 +1,163 @@
+"""Type accuracy of CplMixVAE (defaults) against clustering baselines, and state recovery.
+
+    python benchmarks/quality.py                 # 3 seeds, all tasks and methods
+    python benchmarks/quality.py --seeds 0 --methods cplmix,kmeans
+
+Tasks: Zeisel 2015 with 47 categories vs ``level2`` and 7 vs ``level1`` (2,000 seurat_v3
+variable genes), and the simulator (12 types, strong type-dependent state). Methods:
+CplMixVAE with its defaults (2 arms), the single-arm model, PCA + Leiden (resolution searched
+to give K clusters), k-means on 30 PCs, scVI (10 latent dims) + Leiden. Writes a markdown
+table (mean ± sd over seeds) to ``benchmarks/results/quality.md`` and every run to
+``quality_runs.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scvi
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+
+import cplmix_sc
+from cplmix_sc.metrics import clustering_scores
+
+warnings.filterwarnings("ignore")
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+logging.getLogger("scvi").setLevel(logging.ERROR)
+RESULTS = Path(__file__).parent / "results"
+
+
+def load_task(task: str):
+    if task == "sim":
+        adata = cplmix_sc.datasets.synthetic(seed=0)
+        return adata, "type", 12
+    adata = cplmix_sc.datasets.zeisel2015()
+    hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", inplace=False)
+    adata = adata[:, hvg["highly_variable"].to_numpy()].copy()
+    return (adata, "level2", 47) if task == "zeisel47" else (adata, "level1", 7)
+
+
+def log_pcs(adata, n_pcs=30, seed=0):
+    b = adata.copy()
+    sc.pp.normalize_total(b, target_sum=1e4)
+    sc.pp.log1p(b)
+    sc.pp.pca(b, n_comps=n_pcs, random_state=seed)
+    return b.obsm["X_pca"]
+
+
+def leiden_k(rep: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Leiden on a kNN graph of ``rep``, resolution bisected to give about ``k`` clusters."""
+    g = sc.AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
+    g.obsm["rep"] = rep
+    sc.pp.neighbors(g, use_rep="rep", random_state=seed, transformer="sklearn")
+    lo, hi, best = 0.01, 10.0, None
+    for _ in range(20):
+        res = np.sqrt(lo * hi)
+        sc.tl.leiden(g, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
+        n = g.obs["leiden"].nunique()
+        if best is None or abs(n - k) < abs(best[0] - k):
+            best = (n, g.obs["leiden"].to_numpy().copy())
+        if n == k:
+            break
+        lo, hi = (res, hi) if n < k else (lo, res)
+    return best[1]
+
+
+def state_recovery(adata, state: np.ndarray) -> float:
+    """Mean over responsive true types of the best |Spearman| between a state dim and truth."""
+    rhos = []
+    for t in adata.uns["simulation"]["responsive_types"]:
+        m = (adata.obs["type"] == t).to_numpy()
+        rhos.append(max(abs(spearmanr(state[m, j], adata.obs["state"][m]).statistic)
+                        for j in range(state.shape[1])))
+    return float(np.mean(rhos))
+
+
+def run(task: str, method: str, seed: int) -> dict:
+    adata, key, k = load_task(task)
+    scvi.settings.seed = seed
+    t0 = time.perf_counter()
+    state = None
+    if method in ("cplmix", "cplmix_1arm"):
+        cplmix_sc.CplMixVAE.setup_anndata(adata)
+        model = cplmix_sc.CplMixVAE(adata, n_categories=k,
+                                    n_arms=1 if method == "cplmix_1arm" else 2)
+        model.train(enable_progress_bar=False)
+        pred = adata.obs["cpl_type"].to_numpy()
+        state = adata.obsm["X_cpl_state"]
+    elif method == "kmeans":
+        pred = KMeans(k, n_init=10, random_state=seed).fit_predict(log_pcs(adata, seed=seed))
+    elif method == "leiden":
+        pred = leiden_k(log_pcs(adata, seed=seed), k, seed)
+    elif method == "scvi_leiden":
+        scvi.model.SCVI.setup_anndata(adata)
+        m = scvi.model.SCVI(adata, n_latent=10)
+        m.train(max_epochs=200, enable_progress_bar=False)
+        pred = leiden_k(m.get_latent_representation(), k, seed)
+    else:
+        raise ValueError(method)
+    seconds = time.perf_counter() - t0
+    row = {"task": task, "method": method, "seed": seed, "seconds": seconds,
+           "n_types": int(pd.Series(pred).nunique()), **clustering_scores(adata.obs[key], pred)}
+    if task == "sim" and state is not None:
+        row["state_rho"] = state_recovery(adata, state)
+    return row
+
+
+def table(runs: pd.DataFrame) -> str:
+    cols = ["ari", "ami", "accuracy", "n_types", "seconds"] + (
+        ["state_rho"] if "state_rho" in runs else [])
+    g = runs.groupby(["task", "method"], sort=False)[cols]
+    mean, sd, n = g.mean(), g.std(), g.size()
+    lines = ["| task | method | seeds | " + " | ".join(cols) + " |",
+             "|" + "---|" * (len(cols) + 3)]
+    for idx in mean.index:
+        cells = []
+        for c in cols:
+            m, s = mean.loc[idx, c], sd.loc[idx, c]
+            if np.isnan(m):
+                cells.append("-")
+            elif c in ("seconds", "n_types"):
+                cells.append(f"{m:.0f}")
+            else:
+                cells.append(f"{m:.3f}" + ("" if np.isnan(s) else f" ± {s:.3f}"))
+        lines.append(f"| {idx[0]} | {idx[1]} | {n.loc[idx]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tasks", default="zeisel47,zeisel7,sim")
+    p.add_argument("--methods", default="cplmix,cplmix_1arm,leiden,kmeans,scvi_leiden")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--out", default=str(RESULTS / "quality.md"))
+    args = p.parse_args()
+    rows = []
+    for task in args.tasks.split(","):
+        for method in args.methods.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                row = run(task, method, seed)
+                rows.append(row)
+                print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
+                      flush=True)
+    runs = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(out.with_name(out.stem + "_runs.csv"), index=False)
+    text = (f"# Quality benchmark\n\nCommand: `python benchmarks/quality.py --tasks {args.tasks} "
+            f"--methods {args.methods} --seeds {args.seeds}` (CPU, {time.strftime('%Y-%m-%d')})\n\n"
+            + table(runs) + "\n")
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
