@@ -72,3 +72,42 @@ def arm_consensus(labels) -> float:
     if not pairs:
         return 1.0
     return float(np.mean([np.mean(labels[a] == labels[b]) for a, b in pairs]))
+
+
+def state_recovery(true_state, inferred_state, groups, min_cells: int = 10) -> dict[str, float]:
+    """How well an inferred state follows a known 1-D state within each group (type).
+
+    Within each group the inferred state (``n_cells x S``) is projected on its main axis (the
+    first principal component, since the state's coordinates are only defined up to rotation),
+    and the absolute Spearman correlation with the true state is taken.
+
+    Parameters
+    ----------
+    true_state
+        ``(n_cells,)`` ground-truth state.
+    inferred_state
+        ``(n_cells, S)`` inferred state, e.g. ``adata.obsm["X_cpl_state"]``.
+    groups
+        ``(n_cells,)`` group of each cell (e.g. the true type); groups with fewer than
+        ``min_cells`` cells are skipped.
+
+    Returns
+    -------
+    ``{group: |Spearman|}``.
+    """
+    from scipy.stats import spearmanr
+
+    true_state = np.asarray(true_state, dtype=float)
+    inferred = np.asarray(inferred_state, dtype=float)
+    if inferred.ndim == 1:
+        inferred = inferred[:, None]
+    groups = np.asarray(groups)
+    out = {}
+    for g in pd.unique(groups):
+        m = groups == g
+        if m.sum() < min_cells:
+            continue
+        s = inferred[m] - inferred[m].mean(0)
+        axis = np.linalg.svd(s, full_matrices=False)[2][0]
+        out[str(g)] = float(abs(spearmanr(s @ axis, true_state[m]).statistic))
+    return out
