@@ -77,12 +77,19 @@ class CplMixVAEModule(BaseModuleClass):
     input_dropout
         Dropout on the encoders' input (sec. L.1).
     state_dropout
-        Dropout on the state before decoding (sec. L.1).
+        Dropout on the state before decoding (sec. L.1). ``0.5`` stops the decoder from
+        explaining type differences with the state (Zeisel level2 ARI 0.41 instead of 0.35)
+        but the state then collapses on the simulator (state recovery 0.3 instead of 0.8);
+        the default keeps the state meaningful.
     n_teacher_pcs
         Principal components of the warm-up's k-means start (see :meth:`set_teacher`).
     warmup_weight
         Weight of the cross-entropy towards the k-means start during the warm-up. It must
         be large: the reconstruction term is thousands of nats per cell.
+    decoder
+        ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
+        plus a linear effect of the state (monotone traversals by construction; it measured
+        worse on Zeisel, ARI 0.30).
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class CplMixVAEModule(BaseModuleClass):
         state_dropout: float = 0.0,
         n_teacher_pcs: int = 30,
         warmup_weight: float = 100.0,
+        decoder: Literal["mlp", "linear"] = "mlp",
     ):
         super().__init__()
         self.n_input = n_input
@@ -136,8 +144,17 @@ class CplMixVAEModule(BaseModuleClass):
         self.state_mean = ArmLinear(a, n_hidden, n_state)
         self.state_logvar = ArmLinear(a, n_hidden, n_state)
         self.state_dropout = nn.Dropout(state_dropout)
-        self.decoder = ArmMLP(a, n_state + n_categories + n_batch, hidden[::-1])
-        self.decoder_out = ArmLinear(a, n_hidden, n_input)
+        self.decoder_kind = decoder
+        if decoder == "mlp":
+            self.decoder = ArmMLP(a, n_state + n_categories + n_batch, hidden[::-1])
+            self.decoder_out = ArmLinear(a, n_hidden, n_input)
+        else:
+            # per category: a profile plus a linear effect of the state (log scale)
+            self.type_profile = nn.Parameter(torch.zeros(a, n_categories, n_input))
+            self.state_loadings = nn.Parameter(
+                0.01 * torch.randn(a, n_state, n_categories, n_input)
+            )
+            self.batch_profile = nn.Parameter(torch.zeros(a, max(n_batch, 1), n_input))
         # teacher clustering for the warm-up: PCA of log-normalised counts + centroids
         self.register_buffer("teacher_mean", torch.zeros(n_input))
         self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
@@ -211,7 +228,17 @@ class CplMixVAEModule(BaseModuleClass):
         batch_index: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Decode ``(s, c[, batch])`` to per-gene parameters, ``(A, B, G)``."""
-        parts = [self.state_dropout(state), category]
+        state = self.state_dropout(state)
+        if self.decoder_kind == "linear":
+            out = torch.bmm(category, self.type_profile)
+            for j in range(self.n_state):
+                out = out + state[..., j : j + 1] * torch.bmm(category, self.state_loadings[:, j])
+            if self.n_batch > 0:
+                out = out + torch.bmm(
+                    self._batch_onehot(batch_index, state.shape[0]), self.batch_profile
+                )
+            return {"decoded": out}
+        parts = [state, category]
         if self.n_batch > 0:
             parts.append(self._batch_onehot(batch_index, state.shape[0]))
         out = self.decoder_out(self.decoder(torch.cat(parts, dim=-1)))
