@@ -107,6 +107,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         check_choice("likelihood", likelihood, LIKELIHOODS)
         check_choice("coupling", coupling, COUPLINGS)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
+        check_choice("usage_target", module_kwargs.get("usage_target", "uniform"),
+                     ("uniform", "teacher"))
         if temperature <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}.")
         n_cells = self.summary_stats.n_cells
@@ -273,10 +275,12 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         pca = PCA(n_pcs, random_state=settings.seed).fit(logx)
         km = KMeans(self.module.n_categories, n_init=10, random_state=settings.seed)
         km.fit(pca.transform(logx))
+        counts = np.bincount(km.labels_, minlength=self.module.n_categories)
         self.module.set_teacher(
             torch.as_tensor(pca.mean_, dtype=torch.float32),
             torch.as_tensor(pca.components_.T, dtype=torch.float32),
             torch.as_tensor(km.cluster_centers_, dtype=torch.float32),
+            torch.as_tensor(counts + 1.0, dtype=torch.float32),
         )
 
     # ------------------------------------------------------------------ inference

@@ -67,7 +67,12 @@ class CplMixVAEModule(BaseModuleClass):
         Weight of the per-cell categorical entropy ``H(c_a|x_a)`` in the minimised loss.
         Eq. 46 *rewards* entropy (``-1``); a positive value penalises it (confident types).
     usage_weight
-        Weight of the reward for the entropy of the batch-mean posterior (category usage).
+        Weight of the penalty ``KL(q̄ || π)`` between the batch-mean posterior ``q̄`` and the
+        target category proportions ``π`` (category usage).
+    usage_target
+        ``π`` of the usage term: ``"uniform"`` (then the term is the reward for the entropy of
+        ``q̄``, up to a constant) or ``"teacher"``: the proportions of the k-means start,
+        which keeps categories alive without forcing equal sizes (uniform if no start).
     temperature
         Gumbel-softmax temperature τ (paper: 1).
     augmentation
@@ -107,6 +112,7 @@ class CplMixVAEModule(BaseModuleClass):
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
         usage_weight: float = 1.0,
+        usage_target: Literal["uniform", "teacher"] = "uniform",
         temperature: float = 1.0,
         augmentation: Literal["simple", "none"] = "simple",
         thinning: float = 0.8,
@@ -127,6 +133,7 @@ class CplMixVAEModule(BaseModuleClass):
         self.coupling_weight = coupling_weight
         self.entropy_weight = entropy_weight
         self.usage_weight = usage_weight
+        self.usage_target = usage_target
         self.temperature = temperature
         self.augmentation = augmentation
         self.thinning = thinning
@@ -159,6 +166,7 @@ class CplMixVAEModule(BaseModuleClass):
         self.register_buffer("teacher_mean", torch.zeros(n_input))
         self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
         self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
+        self.register_buffer("teacher_weights", torch.full((n_categories,), 1.0 / n_categories))
         # NB inverse dispersion / Gaussian log-variance, per arm and gene
         self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
 
@@ -266,11 +274,12 @@ class CplMixVAEModule(BaseModuleClass):
     ) -> LossOutput:
         """Negative of Eq. 46 plus the categorical regularisers, averaged over cells.
 
-        ``sum_a w (NLL_a + kl_weight KL_a + entropy_weight H_a) - usage_weight sum_a w H(q̄_a)
+        ``sum_a w (NLL_a + kl_weight KL_a + entropy_weight H_a) + usage_weight sum_a w KL(q̄_a||π)
         + λ sum_{a<b} d²(c_a, c_b)``, with ``w = max(A - 1, 1)`` as in Eq. 46 (each arm's
         entropy appears in its ``A - 1`` pairs). ``entropy_weight = -1, usage_weight = 0``
         is Eq. 46 exactly. ``H(q̄_a)`` is the entropy of the mean posterior over the
-        mini-batch: rewarding it keeps all categories in use while a positive
+        mini-batch (``KL(q̄||uniform) = log K - H(q̄)``): rewarding it keeps all categories in
+        use while a positive
         ``entropy_weight`` makes each cell's posterior confident (METHOD.md, calibration).
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
@@ -283,7 +292,12 @@ class CplMixVAEModule(BaseModuleClass):
         p = log_p.exp()
         entropy = -(p * log_p).sum(-1)  # (A, B)
         mean_p = p.mean(1)  # (A, K)
-        usage = -(mean_p * mean_p.clamp_min(1e-12).log()).sum(-1)  # (A,)
+        log_target = (
+            self.teacher_weights.clamp_min(1e-6).log()
+            if self.usage_target == "teacher"
+            else torch.full_like(self.teacher_weights, -math.log(self.n_categories))
+        )
+        usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_target)).sum(-1)  # KL, (A,)
         if a > 1:
             ia, ib = torch.triu_indices(a, a, 1, device=x.device)
             d2 = COUPLINGS[self.coupling](log_p[ia], log_p[ib]).sum(0)  # (B,)
@@ -293,7 +307,7 @@ class CplMixVAEModule(BaseModuleClass):
             w * (nll + kl_weight * kl_s + self.entropy_weight * entropy).sum(0)
             + self.coupling_weight * d2
         )
-        loss = per_cell.mean() - self.usage_weight * w * usage.sum()
+        loss = per_cell.mean() + self.usage_weight * w * usage.sum()
         extra = {}
         if self.phase == "warmup":
             target = self.teacher_labels(x)
@@ -315,7 +329,11 @@ class CplMixVAEModule(BaseModuleClass):
     # ------------------------------------------------------------------ warm-up teacher
     @torch.no_grad()
     def set_teacher(
-        self, mean: torch.Tensor, loadings: torch.Tensor, centroids: torch.Tensor
+        self,
+        mean: torch.Tensor,
+        loadings: torch.Tensor,
+        centroids: torch.Tensor,
+        weights: torch.Tensor | None = None,
     ) -> None:
         """Store a clustering (PCA of log-normalised counts + k-means centroids) to warm up.
 
@@ -330,6 +348,8 @@ class CplMixVAEModule(BaseModuleClass):
         self.teacher_loadings[:, :p] = loadings
         self.teacher_centroids.zero_()
         self.teacher_centroids[:, :p] = centroids
+        if weights is not None:
+            self.teacher_weights.copy_(weights / weights.sum())
 
     def teacher_labels(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest teacher centroid of each cell, ``(B,)``."""
