@@ -31,6 +31,10 @@ def test_train_writes_documented_keys_and_nothing_else(easy_sim):
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     assert adata.uns["cpl"]["params"]["n_categories"] == 4
     assert 0 <= adata.uns["cpl"]["arm_consensus"] <= 1
+    # the usage target is the k-means start's proportions
+    weights = model.module.teacher_weights
+    assert weights.sum().item() == pytest.approx(1.0)
+    assert weights.max() > weights.min()
     # the user's data is untouched
     assert (adata.X != x_before).nnz == 0
     pd.testing.assert_frame_equal(adata.obs[obs_before.columns], obs_before)
@@ -140,6 +144,10 @@ def test_clear_errors(easy_sim):
         CplMixVAE(adata, n_arms=0)
     with pytest.raises(ValueError, match="likelihood"):
         CplMixVAE(adata, likelihood="poisson")
+    with pytest.raises(ValueError, match="usage_target"):
+        CplMixVAE(adata, usage_target="equal")
+    with pytest.raises(ValueError, match="decoder"):
+        CplMixVAE(adata, decoder="conv")
     with pytest.raises(ValueError, match="fewer categories than cells"):
         CplMixVAE(adata, n_categories=adata.n_obs + 1)
     model = CplMixVAE(adata, n_categories=4)

@@ -58,7 +58,11 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         Weight of the per-cell categorical entropy in the minimised loss; ``-1`` is Eq. 46,
         positive values make posteriors confident (default).
     usage_weight
-        Reward for using all categories across a mini-batch.
+        Weight of ``KL(mean posterior over a mini-batch || target proportions)``: keeps
+        categories in use.
+    usage_target
+        ``"teacher"`` (default): the proportions of the k-means start, so categories stay
+        alive without being forced to equal sizes; ``"uniform"``: equal proportions.
     temperature
         Gumbel-softmax temperature τ.
     augmentation
@@ -91,7 +95,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         coupling: Literal["aitchison", "sigma"] = "aitchison",
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
-        usage_weight: float = 1.0,
+        usage_weight: float = 3.0,
+        usage_target: Literal["uniform", "teacher"] = "teacher",
         temperature: float = 1.0,
         augmentation: Literal["simple", "none"] = "simple",
         **module_kwargs,
@@ -107,8 +112,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         check_choice("likelihood", likelihood, LIKELIHOODS)
         check_choice("coupling", coupling, COUPLINGS)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        check_choice("usage_target", module_kwargs.get("usage_target", "uniform"),
-                     ("uniform", "teacher"))
+        check_choice("usage_target", usage_target, ("uniform", "teacher"))
         if temperature <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}.")
         n_cells = self.summary_stats.n_cells
@@ -128,6 +132,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             coupling_weight=coupling_weight,
             entropy_weight=entropy_weight,
             usage_weight=usage_weight,
+            usage_target=usage_target,
             temperature=temperature,
             augmentation=augmentation,
             **module_kwargs,
