@@ -1,11 +1,11 @@
 """Measure one setting (a "lever") of CplMixVAE along its training trajectory.
 
-    python benchmarks/levers.py z47 '{"state_dropout": 0.5}'
+    python benchmarks/levers.py zeisel47 '{"state_dropout": 0.5}'
     python benchmarks/levers.py sim '{"entropy_weight": 1}' --warmup 10 --epochs 80 --every 20
 
-Data: ``z47`` (Zeisel vs level2, 47 categories), ``z7`` (vs level1, 7), ``sim`` (the default
-simulator, 12 types; also prints state recovery). The JSON holds CplMixVAE arguments plus
-``klw`` (state KL weight) and ``ntop`` (variable genes). After the k-means warm-up and every
+Data (as in ``quality.py``): ``zeisel47`` (Zeisel vs level2, 47 categories), ``zeisel7`` (vs
+level1, 7), ``sim`` (the default simulator, 12 types; also prints state recovery). The JSON
+holds CplMixVAE arguments plus ``klw`` (state KL weight). After the k-means warm-up and every
 ``--every`` epochs it prints ARI / AMI / accuracy against the labels and the number of
 categories in use, so that a setting's peak and drift are both visible. Single thread, seed 0.
 The figures in ``benchmarks/results/levers.md`` come from this script.
@@ -20,9 +20,9 @@ import time
 import warnings
 
 import numpy as np
-import scanpy as sc
 import scvi
 import torch
+from quality import load_task
 from scvi.model.base import UnsupervisedTrainingMixin
 
 import cplmix_sc
@@ -34,7 +34,7 @@ logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("data", choices=["z47", "z7", "sim"])
+    p.add_argument("data", choices=["zeisel47", "zeisel7", "sim"])
     p.add_argument("kwargs", nargs="?", default="{}")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--epochs", type=int, default=80)
@@ -44,15 +44,8 @@ def main() -> None:
     torch.set_num_threads(1)
     kw = json.loads(args.kwargs)
     scvi.settings.seed = args.seed
-    klw, ntop = kw.pop("klw", 1.0), kw.pop("ntop", 2000)
-    if args.data == "sim":
-        adata, key, k = cplmix_sc.datasets.synthetic(seed=0), "type", 12
-    else:
-        adata = cplmix_sc.datasets.zeisel2015()
-        hvg = sc.pp.highly_variable_genes(adata, n_top_genes=ntop, flavor="seurat_v3",
-                                          inplace=False)
-        adata = adata[:, hvg["highly_variable"].to_numpy()].copy()
-        key, k = ("level2", 47) if args.data == "z47" else ("level1", 7)
+    klw = kw.pop("klw", 1.0)
+    adata, key, k = load_task(args.data)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     model = cplmix_sc.CplMixVAE(adata, n_categories=k, **kw)
     plan = {"n_epochs_kl_warmup": None, "max_kl_weight": klw}
