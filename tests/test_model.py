@@ -32,7 +32,7 @@ def test_train_writes_documented_keys_and_nothing_else(easy_sim):
     assert adata.uns["cpl"]["params"]["n_categories"] == 4
     assert 0 <= adata.uns["cpl"]["arm_consensus"] <= 1
     # the usage target is the k-means start's proportions
-    weights = model.module.teacher_weights
+    weights = model.module.usage_prior
     assert weights.sum().item() == pytest.approx(1.0)
     assert weights.max() > weights.min()
     # the user's data is untouched
@@ -85,6 +85,7 @@ def test_same_seed_same_result(easy_sim):
         {"n_arms": 3, "coupling": "sigma"},
         {"likelihood": "gaussian", "coupling": "aitchison"},
         {"augmentation": "none", "n_state": 1},
+        {"decoder": "linear", "usage_target": "uniform"},
     ],
 )
 def test_variants_train(easy_sim, kwargs):

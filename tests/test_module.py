@@ -102,3 +102,32 @@ def test_simple_augmentation_gives_each_arm_its_own_copy():
     assert copies.sum() == pytest.approx(0.5 * 3 * x.sum().item(), rel=0.05)
     m.eval()
     assert torch.equal(m.make_copies(x)[2], x)
+
+
+def test_linear_decoder_is_profile_plus_state_slopes_per_category():
+    torch.manual_seed(0)
+    a, b, k, s, g = 2, 5, 3, 2, 7
+    m = CplMixVAEModule(g, n_batch=2, n_categories=k, n_state=s, n_arms=a, decoder="linear")
+    with torch.no_grad():
+        m.type_profile.normal_()
+        m.batch_profile.normal_()
+    m.eval()
+    cats = torch.randint(0, k, (a, b))
+    onehot = torch.nn.functional.one_hot(cats, k).float()
+    state = torch.randn(a, b, s)
+    batch = torch.tensor([0, 1, 1, 0, 1]).view(-1, 1)
+    out = m.generative(state, onehot, torch.zeros(a, b, 10), batch)["decoded"]
+    slopes = m.state_loadings.view(a, k, s, g)
+    for ai in range(a):
+        for bi in range(b):
+            c = cats[ai, bi]
+            expected = (m.type_profile[ai, c] + state[ai, bi] @ slopes[ai, c]
+                        + m.batch_profile[ai, batch[bi, 0]])
+            torch.testing.assert_close(out[ai, bi], expected)
+
+
+def test_module_rejects_unknown_options():
+    with pytest.raises(ValueError, match="decoder"):
+        CplMixVAEModule(10, decoder="conv")
+    with pytest.raises(ValueError, match="coupling"):
+        CplMixVAEModule(10, coupling="euclid")

@@ -20,8 +20,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from .._validation import check_choice, check_counts
-from ..module import COUPLINGS, LIKELIHOODS, CplMixVAEModule
-from ..module._augment import AUGMENTATIONS
+from ..metrics import arm_consensus
+from ..module import CplMixVAEModule, log_normalise
 from ..train import CplMixTrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -102,17 +102,12 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         **module_kwargs,
     ):
         super().__init__(adata)
-        check_choice("decoder", module_kwargs.get("decoder", "mlp"), ("mlp", "linear"))
         if int(n_categories) < 2:
             raise ValueError(f"`n_categories` must be at least 2, got {n_categories}.")
         if int(n_arms) < 1:
             raise ValueError(f"`n_arms` must be at least 1, got {n_arms}.")
         if int(n_state) < 1:
             raise ValueError(f"`n_state` must be at least 1, got {n_state}.")
-        check_choice("likelihood", likelihood, LIKELIHOODS)
-        check_choice("coupling", coupling, COUPLINGS)
-        check_choice("augmentation", augmentation, AUGMENTATIONS)
-        check_choice("usage_target", usage_target, ("uniform", "teacher"))
         if temperature <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}.")
         n_cells = self.summary_stats.n_cells
@@ -274,8 +269,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         """k-means on the top PCs of log-normalised counts: the warm-up's starting categories."""
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         x = x.toarray() if sp.issparse(x) else np.asarray(x)
-        x = x.astype(np.float32)
-        logx = np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1.0) * 1e4)
+        x = torch.as_tensor(x, dtype=torch.float32)
+        logx = log_normalise(x, x.sum(-1, keepdim=True)).numpy()
         n_pcs = min(self.module.teacher_loadings.shape[1], logx.shape[1] - 1, logx.shape[0] - 1)
         pca = PCA(n_pcs, random_state=settings.seed).fit(logx)
         km = KMeans(self.module.n_categories, n_init=10, random_state=settings.seed)
@@ -389,8 +384,6 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         )
         adata.obsm[f"X_{key_added}_state"] = post["state"][0].numpy().astype(np.float32)
         adata.obsm[f"{key_added}_type_probs"] = probs.astype(np.float32)
-        from ..metrics import arm_consensus
-
         params = {
             k_: v for k_, v in self.init_params_["non_kwargs"].items() if k_ != "adata"
         } | self.init_params_["kwargs"].get("module_kwargs", {})

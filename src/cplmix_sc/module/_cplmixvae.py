@@ -16,11 +16,14 @@ from scvi.distributions import NegativeBinomial
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
+from .._validation import check_choice
 from ._arms import ArmLinear, ArmMLP
-from ._augment import thin_counts
+from ._augment import AUGMENTATIONS, thin_counts
 from ._coupling import COUPLINGS
 
 LIKELIHOODS = ("nb", "gaussian")
+USAGE_TARGETS = ("uniform", "teacher")
+DECODERS = ("mlp", "linear")
 #: scale of the log-normalised input and of the Gaussian likelihood's target
 NORM_SCALE = 1e4
 
@@ -123,6 +126,11 @@ class CplMixVAEModule(BaseModuleClass):
         decoder: Literal["mlp", "linear"] = "mlp",
     ):
         super().__init__()
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        check_choice("coupling", coupling, COUPLINGS)
+        check_choice("augmentation", augmentation, AUGMENTATIONS)
+        check_choice("usage_target", usage_target, USAGE_TARGETS)
+        check_choice("decoder", decoder, DECODERS)
         self.n_input = n_input
         self.n_batch = n_batch
         self.n_categories = n_categories
@@ -156,17 +164,20 @@ class CplMixVAEModule(BaseModuleClass):
             self.decoder = ArmMLP(a, n_state + n_categories + n_batch, hidden[::-1])
             self.decoder_out = ArmLinear(a, n_hidden, n_input)
         else:
-            # per category: a profile plus a linear effect of the state (log scale)
+            # per category: a profile plus a linear effect of the state (log scale);
+            # state_loadings[a, k] holds the (S x G) slopes of category k, flattened
             self.type_profile = nn.Parameter(torch.zeros(a, n_categories, n_input))
             self.state_loadings = nn.Parameter(
-                0.01 * torch.randn(a, n_state, n_categories, n_input)
+                0.01 * torch.randn(a, n_categories, n_state * n_input)
             )
-            self.batch_profile = nn.Parameter(torch.zeros(a, max(n_batch, 1), n_input))
+            if n_batch > 0:
+                self.batch_profile = nn.Parameter(torch.zeros(a, n_batch, n_input))
         # teacher clustering for the warm-up: PCA of log-normalised counts + centroids
         self.register_buffer("teacher_mean", torch.zeros(n_input))
         self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
         self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
-        self.register_buffer("teacher_weights", torch.full((n_categories,), 1.0 / n_categories))
+        # π of the usage term: uniform, or the teacher's proportions (usage_target="teacher")
+        self.register_buffer("usage_prior", torch.full((n_categories,), 1.0 / n_categories))
         # NB inverse dispersion / Gaussian log-variance, per arm and gene
         self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
 
@@ -238,9 +249,9 @@ class CplMixVAEModule(BaseModuleClass):
         """Decode ``(s, c[, batch])`` to per-gene parameters, ``(A, B, G)``."""
         state = self.state_dropout(state)
         if self.decoder_kind == "linear":
-            out = torch.bmm(category, self.type_profile)
-            for j in range(self.n_state):
-                out = out + state[..., j : j + 1] * torch.bmm(category, self.state_loadings[:, j])
+            a, b, _ = state.shape
+            slopes = torch.bmm(category, self.state_loadings).view(a, b, self.n_state, -1)
+            out = torch.bmm(category, self.type_profile) + (state.unsqueeze(-1) * slopes).sum(2)
             if self.n_batch > 0:
                 out = out + torch.bmm(
                     self._batch_onehot(batch_index, state.shape[0]), self.batch_profile
@@ -277,10 +288,11 @@ class CplMixVAEModule(BaseModuleClass):
         ``sum_a w (NLL_a + kl_weight KL_a + entropy_weight H_a) + usage_weight sum_a w KL(q̄_a||π)
         + λ sum_{a<b} d²(c_a, c_b)``, with ``w = max(A - 1, 1)`` as in Eq. 46 (each arm's
         entropy appears in its ``A - 1`` pairs). ``entropy_weight = -1, usage_weight = 0``
-        is Eq. 46 exactly. ``H(q̄_a)`` is the entropy of the mean posterior over the
-        mini-batch (``KL(q̄||uniform) = log K - H(q̄)``): rewarding it keeps all categories in
-        use while a positive
-        ``entropy_weight`` makes each cell's posterior confident (METHOD.md, calibration).
+        is Eq. 46 exactly. ``q̄_a`` is arm a's posterior averaged over the mini-batch and ``π``
+        the target proportions (``usage_prior``); with a uniform ``π`` the term is
+        ``log K - H(q̄_a)``, a reward for using all categories. It keeps categories in use while
+        a positive ``entropy_weight`` makes each cell's posterior confident (METHOD.md,
+        calibration facts).
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
         a = self.n_arms
@@ -292,12 +304,8 @@ class CplMixVAEModule(BaseModuleClass):
         p = log_p.exp()
         entropy = -(p * log_p).sum(-1)  # (A, B)
         mean_p = p.mean(1)  # (A, K)
-        log_target = (
-            self.teacher_weights.clamp_min(1e-6).log()
-            if self.usage_target == "teacher"
-            else torch.full_like(self.teacher_weights, -math.log(self.n_categories))
-        )
-        usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_target)).sum(-1)  # KL, (A,)
+        log_prior = self.usage_prior.clamp_min(1e-6).log()
+        usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_prior)).sum(-1)  # KL, (A,)
         if a > 1:
             ia, ib = torch.triu_indices(a, a, 1, device=x.device)
             d2 = COUPLINGS[self.coupling](log_p[ia], log_p[ib]).sum(0)  # (B,)
@@ -348,8 +356,8 @@ class CplMixVAEModule(BaseModuleClass):
         self.teacher_loadings[:, :p] = loadings
         self.teacher_centroids.zero_()
         self.teacher_centroids[:, :p] = centroids
-        if weights is not None:
-            self.teacher_weights.copy_(weights / weights.sum())
+        if weights is not None and self.usage_target == "teacher":
+            self.usage_prior.copy_(weights / weights.sum())
 
     def teacher_labels(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest teacher centroid of each cell, ``(B,)``."""
