@@ -1,21 +1,17 @@
 """k-means on 30 PCs of Zeisel (2,000 seurat_v3 genes) for several k, against level2 and level1.
 
     python benchmarks/kmeans_by_k.py
+
+Same data and PCs as the k-means baseline of ``quality.py``.
 """
 
-import numpy as np
-import scanpy as sc
+from quality import load_task, log_pcs
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
-import cplmix_sc
 from cplmix_sc.metrics import clustering_scores
 
-adata = cplmix_sc.datasets.zeisel2015()
-hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", inplace=False)
-adata = adata[:, hvg["highly_variable"].to_numpy()].copy()
-x = adata.X.toarray()
-pcs = PCA(30, random_state=0).fit_transform(np.log1p(x / x.sum(1, keepdims=True) * 1e4))
+adata, _, _ = load_task("zeisel47")
+pcs = log_pcs(adata, seed=0)
 for k in (7, 10, 15, 20, 30, 47):
     pred = KMeans(k, n_init=10, random_state=0).fit_predict(pcs)
     l2 = clustering_scores(adata.obs["level2"], pred)
