@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, metrics, module, pl, train
+from . import datasets, genesets, metrics, module, pl, tl, train
 from .model import CplMixVAE
 
 try:
@@ -10,4 +10,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["CplMixVAE", "datasets", "metrics", "module", "pl", "train"]
+__all__ = ["CplMixVAE", "datasets", "genesets", "metrics", "module", "pl", "tl", "train"]

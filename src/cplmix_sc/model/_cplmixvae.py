@@ -327,8 +327,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     def _arm_or_mean(self, values: torch.Tensor, arm: int | None) -> torch.Tensor:
         if arm is None:
             return values.mean(0)
-        if not 0 <= arm < self.module.n_arms:
-            raise ValueError(f"`arm` must be in [0, {self.module.n_arms - 1}], got {arm}.")
+        self._check_arm(arm)
         return values[arm]
 
     def predict(self, adata: AnnData | None = None, batch_size: int | None = None) -> np.ndarray:
@@ -350,6 +349,67 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     def get_arm_labels(self, adata: AnnData | None = None, batch_size: int | None = None):
         """Argmax category of every arm, ``(n_arms, n_cells)``."""
         return self._posterior(adata, batch_size=batch_size)["log_probs"].argmax(-1).numpy()
+
+    @torch.inference_mode()
+    def decode_expression(
+        self,
+        state: np.ndarray,
+        types: np.ndarray | Sequence[int],
+        batch: np.ndarray | Sequence[int] | None = None,
+        arm: int = 0,
+    ) -> np.ndarray:
+        """Expected expression per 10,000 counts decoded from given states and types.
+
+        The generative side of the model, ``E[x | s, c]`` (Eq. 46's p(x|s,c)) normalised to
+        10,000 counts: what :func:`cplmix_sc.tl.traversal` sweeps.
+
+        Parameters
+        ----------
+        state
+            ``(n, n_state)`` state coordinates (arm ``arm``'s coordinates, as from
+            :meth:`get_state`).
+        types
+            ``(n,)`` category indices.
+        batch
+            ``(n,)`` batch codes (integer codes of the registered batch key); required when the
+            model was set up with a ``batch_key``.
+        arm
+            Whose decoder to use.
+
+        Returns
+        -------
+        ``(n, n_genes)`` array of expected counts per 10,000.
+        """
+        self._check_arm(arm)
+        state = np.asarray(state, dtype=np.float32)
+        if state.ndim != 2 or state.shape[1] != self.module.n_state:
+            raise ValueError(
+                f"`state` must have shape (n, {self.module.n_state}), got {state.shape}."
+            )
+        types = np.asarray(types)
+        if types.shape != (state.shape[0],):
+            raise ValueError(f"`types` must have shape ({state.shape[0]},), got {types.shape}.")
+        k = self.module.n_categories
+        if types.size and (types.min() < 0 or types.max() >= k):
+            raise ValueError(f"`types` must be category indices in [0, {k - 1}].")
+        batch_t = None
+        if self._has_batch:
+            if batch is None:
+                raise ValueError(
+                    "This model was set up with a batch_key: pass `batch` (integer codes)."
+                )
+            batch_t = torch.as_tensor(np.asarray(batch), dtype=torch.long, device=self.device)
+        out = self.module.expected_expression(
+            torch.as_tensor(state, device=self.device),
+            torch.as_tensor(types, device=self.device),
+            batch_t,
+            arm=arm,
+        )
+        return out.cpu().numpy()
+
+    def _check_arm(self, arm: int) -> None:
+        if not 0 <= arm < self.module.n_arms:
+            raise ValueError(f"`arm` must be in [0, {self.module.n_arms - 1}], got {arm}.")
 
     def annotate(
         self,

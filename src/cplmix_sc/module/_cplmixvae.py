@@ -263,6 +263,41 @@ class CplMixVAEModule(BaseModuleClass):
         out = self.decoder_out(self.decoder(torch.cat(parts, dim=-1)))
         return {"decoded": out}
 
+    @torch.no_grad()
+    def expected_expression(
+        self,
+        state: torch.Tensor,
+        category_index: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        arm: int = 0,
+    ) -> torch.Tensor:
+        """Decoded mean expression per 10,000 counts for given ``(s, c[, batch])``, ``(N, G)``.
+
+        ``state`` is ``(N, S)``, ``category_index`` and ``batch_index`` are ``(N,)``; one arm's
+        decoder is used (arms' decoders differ). With the NB likelihood this is
+        ``1e4 * softmax(decoder(s, c))``, the expected normalised counts of Eq. 46's p(x|s,c);
+        with the Gaussian likelihood ``expm1`` of the decoded log-normalised mean.
+        """
+        n = state.shape[0]
+        a = self.n_arms
+        category = F.one_hot(category_index.long(), self.n_categories).to(state.dtype)
+        if batch_index is None:
+            batch_index = torch.zeros(n, 1, dtype=torch.long, device=state.device)
+        was_training = self.training
+        self.eval()  # no state dropout while decoding
+        try:
+            out = self.generative(
+                state=state.unsqueeze(0).expand(a, -1, -1),
+                category=category.unsqueeze(0).expand(a, -1, -1),
+                bottleneck=state.new_zeros(a, n, 1),
+                batch_index=batch_index.view(-1, 1),
+            )["decoded"][arm]
+        finally:
+            self.train(was_training)
+        if self.likelihood == "nb":
+            return NORM_SCALE * F.softmax(out, dim=-1)
+        return torch.expm1(out).clamp_min(0.0)
+
     # ------------------------------------------------------------------ loss (Eq. 46)
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """``-log p(x | s_a, c_a)`` of the unperturbed cell for every arm, ``(A, B)``."""
