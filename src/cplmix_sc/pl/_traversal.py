@@ -178,7 +178,8 @@ def traversal_heatmap(
         ax.set_title(str(result.genes[gi[j]]))
         ax.set_xticks(range(len(ti)), [result.cell_types[t] for t in ti], rotation=90,
                       fontsize=7)
-        ax.set_ylabel("state (position)")
+        if j % max(1, min(ncols, len(gi))) == 0:
+            ax.set_ylabel("state (position along sweep)")
     fig.tight_layout()
     fig.colorbar(im, ax=list(axes), label="normalised expression", shrink=0.8)
     _finish(fig, save, show)
