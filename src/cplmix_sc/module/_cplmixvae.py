@@ -178,6 +178,9 @@ class CplMixVAEModule(BaseModuleClass):
         self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
         # π of the usage term: uniform, or the teacher's proportions (usage_target="teacher")
         self.register_buffer("usage_prior", torch.full((n_categories,), 1.0 / n_categories))
+        # categories still in use: pruning (CplMixVAE.prune) switches entries off; a pruned
+        # category keeps its index (labels are never renumbered) but q(c|x) = 0 for it
+        self.register_buffer("category_mask", torch.ones(n_categories, dtype=torch.bool))
         # NB inverse dispersion / Gaussian log-variance, per arm and gene
         self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
 
@@ -207,6 +210,8 @@ class CplMixVAEModule(BaseModuleClass):
         h = self.encoder(self.input_dropout(log_normalise(copies, library)))
         bottleneck = self.bottleneck(h)
         logits = self.category_head(bottleneck)
+        # pruned categories (see ``category_mask``) get probability exactly 0
+        logits = logits.masked_fill(~self.category_mask, float("-inf"))
         log_probs = F.log_softmax(logits, dim=-1)  # softmax applied once (not twice, as in MMIDAS)
         if self.training:
             category = F.gumbel_softmax(logits, tau=self.temperature, hard=False)
@@ -336,10 +341,17 @@ class CplMixVAEModule(BaseModuleClass):
         qs_m, qs_v = inference_outputs["qs_m"], inference_outputs["qs_v"]
         kl_s = 0.5 * (qs_m.pow(2) + qs_v - qs_v.log() - 1.0).sum(-1)  # KL(q(s|x,c) || N(0, I))
         log_p = inference_outputs["log_probs"]  # (A, B, K)
+        prior = self.usage_prior
+        pruned = not bool(self.category_mask.all())
+        if pruned:  # every categorical term over the surviving categories only
+            active = self.category_mask.nonzero().squeeze(-1)
+            log_p = log_p.index_select(-1, active)
+            prior = prior.index_select(-1, active)
+            prior = prior / prior.sum()
         p = log_p.exp()
         entropy = -(p * log_p).sum(-1)  # (A, B)
         mean_p = p.mean(1)  # (A, K)
-        log_prior = self.usage_prior.clamp_min(1e-6).log()
+        log_prior = prior.clamp_min(1e-6).log()
         usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_prior)).sum(-1)  # KL, (A,)
         if a > 1:
             ia, ib = torch.triu_indices(a, a, 1, device=x.device)
@@ -354,6 +366,10 @@ class CplMixVAEModule(BaseModuleClass):
         extra = {}
         if self.phase == "warmup":
             target = self.teacher_labels(x)
+            if pruned:  # teacher labels index all K categories; map to the active ones
+                lookup = torch.full_like(self.category_mask, -100, dtype=torch.long)
+                lookup[active] = torch.arange(len(active), device=x.device)
+                target = lookup[target]
             ce = F.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.repeat(a))
             loss = loss + self.warmup_weight * w * a * ce
             extra["teacher_ce"] = ce.detach()
