@@ -91,3 +91,53 @@ def test_prune_errors(easy_sim):
     one.train(**QUICK)
     with pytest.raises(ValueError, match="two arms"):
         one.prune()
+
+
+def test_consensus_from_labels_aligns_and_votes():
+    a = np.array([0, 0, 1, 1, 2, 2])
+    b = np.array([5, 5, 3, 3, 4, 4])  # same partition, other names
+    c = np.array([0, 0, 1, 1, 1, 2])  # one cell moved
+    aligned, cons, stab, ari = cplmix_sc.tl.consensus_from_labels(np.stack([a, b, c]), 6)
+    np.testing.assert_array_equal(aligned[1], a)
+    np.testing.assert_array_equal(cons, a)
+    np.testing.assert_allclose(stab, [1, 1, 1, 1, 2 / 3, 1])
+    assert ari.iloc[0, 1] == 1.0 and ari.iloc[0, 2] < 1.0
+    with pytest.raises(ValueError, match="two labellings"):
+        cplmix_sc.tl.consensus_from_labels(a[None])
+
+
+def test_run_consensus_writes_only_its_keys(easy_sim):
+    CplMixVAE.setup_anndata(easy_sim)
+    before_obs = set(easy_sim.obs.columns)
+    res = cplmix_sc.tl.run_consensus(easy_sim, n_runs=2, n_categories=4, train_kwargs=QUICK)
+    assert res.labels.shape == (2, easy_sim.n_obs) and res.models == []
+    assert set(easy_sim.obs.columns) - before_obs == {"cpl_runs_type", "cpl_runs_stability"}
+    assert easy_sim.uns["cpl_runs"]["seeds"] == [0, 1]
+    assert 0.0 <= res.mean_ari <= 1.0
+    assert res.pairwise_ari.shape == (2, 2)
+    assert ((res.stability == 0.5) | (res.stability == 1.0)).all()
+    with pytest.raises(ValueError, match="at least two runs"):
+        cplmix_sc.tl.run_consensus(easy_sim, n_runs=1)
+
+
+def test_k_selection_and_arm_consensus_plots(trained6):
+    import matplotlib.pyplot as plt
+
+    model, _ = trained6
+    hist = model.prune(min_consensus=1.0, n_prune=1, max_rounds=2, fine_tune_epochs=1,
+                       batch_size=128, enable_progress_bar=False)
+    ax = cplmix_sc.pl.k_selection(hist, show=False)
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), hist["n_categories"])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), hist["mean_consensus"])
+    np.testing.assert_allclose(ax.right_ax.get_lines()[0].get_ydata(), hist["log_ratio"])
+    with pytest.raises(KeyError, match="prune"):
+        cplmix_sc.pl.k_selection(hist.drop(columns="log_ratio"), show=False)
+    labels = np.array([[0, 0, 1, 1, 2], [7, 7, 3, 3, 3]])
+    ax2 = cplmix_sc.pl.arm_consensus(labels, show=False)
+    img = ax2.get_images()[0].get_array()
+    # rows normalised, matched categories on the diagonal
+    np.testing.assert_allclose(np.diag(img)[:2], [1.0, 1.0])
+    assert [t.get_text() for t in ax2.get_xticklabels()][:2] == ["7", "3"]
+    ax3 = cplmix_sc.pl.arm_consensus(model, show=False)
+    assert ax3.get_images()[0].get_array().shape[0] == len(np.unique(model.get_arm_labels()[0]))
+    plt.close("all")

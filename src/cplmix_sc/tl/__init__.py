@@ -2,13 +2,17 @@
 and the consistency of categories between arms."""
 
 from ._consensus import category_consensus, category_consensus_from_labels
+from ._runs import RunConsensus, consensus_from_labels, run_consensus
 from ._traversal import Traversal, marker_genes, state_genes, traversal
 
 __all__ = [
+    "RunConsensus",
     "Traversal",
     "category_consensus",
     "category_consensus_from_labels",
+    "consensus_from_labels",
     "marker_genes",
+    "run_consensus",
     "state_genes",
     "traversal",
 ]
