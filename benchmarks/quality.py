@@ -37,8 +37,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def load_task(task: str):
-    if task == "sim":
-        adata = cplmix_sc.datasets.synthetic(seed=0)
+    """``zeisel47``, ``zeisel7``, ``sim`` or ``sim:M`` (the simulator with marker_effect M)."""
+    if task.startswith("sim"):
+        kw = {"marker_effect": float(task.split(":")[1])} if ":" in task else {}
+        adata = cplmix_sc.datasets.synthetic(seed=0, **kw)
         return adata, "type", 12
     adata = cplmix_sc.datasets.zeisel2015()
     hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", inplace=False)
