@@ -126,8 +126,10 @@ def test_clear_errors(easy_sim):
         CplMixVAE.setup_anndata(adata[:10])
     bad = adata.copy()
     bad.X = bad.X.toarray() * 0.5
-    with pytest.raises(ValueError, match="non-integer"):
-        CplMixVAE.setup_anndata(bad)
+    CplMixVAE.setup_anndata(bad)  # non-integer values: only the NB likelihood refuses them
+    with pytest.raises(ValueError, match=r"non-integer.*likelihood='gaussian'"):
+        CplMixVAE(bad, n_categories=4)
+    CplMixVAE(bad, n_categories=4, likelihood="gaussian")
     bad.X = -np.ones(bad.shape, dtype=np.float32)
     with pytest.raises(ValueError, match="negative"):
         CplMixVAE.setup_anndata(bad)
