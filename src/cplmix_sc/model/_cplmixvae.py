@@ -50,6 +50,14 @@ logger = logging.getLogger(__name__)
 INITS = ("kmeans", "random")
 
 
+def _flat_params(init_params: dict) -> dict:
+    """``CplMixVAE`` arguments from ``init_params_`` as one flat dictionary."""
+    return {
+        **init_params.get("non_kwargs", {}),
+        **init_params.get("kwargs", {}).get("module_kwargs", {}),
+    }
+
+
 def _jsonable(value):
     """Plain Python types (for comparing a model's arguments with a checkpoint's)."""
     if isinstance(value, dict):
@@ -211,6 +219,18 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         **kwargs,
     ):
         """Register an AnnData with raw counts for CplMixVAE.
+
+        The matrix is checked first, without densifying a sparse one, and refused with an
+        error that names the fix: views and backed AnnData, non-numeric dtypes, NaN/inf,
+        negative values, cells or genes without any count (remove them, e.g. with
+        ``sc.pp.filter_cells(adata, min_counts=1)`` and ``sc.pp.filter_genes(adata,
+        min_counts=1)``), a missing layer or ``batch_key`` and a ``batch_key`` column with
+        missing values. Non-integer values are accepted here and refused by the model with
+        ``likelihood="nb"`` (see ``docs/robustness.md``).
+
+        Registration (scvi-tools) adds ``obs["_scvi_batch"]``, ``uns["_scvi_uuid"]`` and
+        ``uns["_scvi_manager_uuid"]``, and makes a Fortran-ordered dense matrix C-ordered
+        (same values); nothing else in ``adata`` changes, also when a check fails.
 
         Parameters
         ----------
@@ -424,12 +444,18 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         if not isinstance(resume, str | os.PathLike):
             raise TypeError(f"`resume` must be True, False or a path, got {resume!r}.")
         ckpt = read_checkpoint(resume)
-        saved = ckpt["cplmix_sc"]["meta"]["init_params"]
-        if saved != _jsonable(self.init_params_):
+        saved = _flat_params(ckpt["cplmix_sc"]["meta"]["init_params"])
+        mine = _flat_params(_jsonable(self.init_params_))
+        diff = [
+            f"{k}={saved.get(k)!r} there, {mine.get(k)!r} here"
+            for k in sorted(set(saved) | set(mine))
+            if saved.get(k) != mine.get(k)
+        ]
+        if diff:
             raise ValueError(
-                f"The checkpoint {ckpt['path']!r} was written by a model built with "
-                f"{saved}, this one was built with {_jsonable(self.init_params_)}; build the "
-                "model with the same arguments to resume."
+                f"The checkpoint {ckpt['path']!r} was written by a model built with other "
+                f"arguments ({'; '.join(diff)}); build the model with the same arguments "
+                "to resume."
             )
         shapes = {k: tuple(v.shape) for k, v in self.module.state_dict().items()}
         saved_shapes = {
@@ -612,7 +638,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``obs[f"{key_added}_arm_agreement"]`` (fraction of arms whose own argmax is that type),
         ``obsm[f"X_{key_added}_state"]``, ``obsm[f"{key_added}_type_probs"]`` and
         ``uns[key_added]`` (model parameters and the mean inter-arm agreement). Nothing else
-        in ``adata`` changes.
+        in ``adata`` changes (a new ``adata`` is also registered: ``obs["_scvi_batch"]`` and
+        ``uns["_scvi_*"]``). A new ``adata`` must have the model's genes in the same order
+        and pass the checks of :meth:`setup_anndata` (all-zero genes are allowed); views are
+        refused rather than copied in place.
         """
         adata = self._validate_anndata(adata)
         post = self._posterior(adata, batch_size=batch_size)
