@@ -449,6 +449,9 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     other = CplMixVAE(model.adata, n_categories=4)
     with pytest.raises(ValueError, match=r"other arguments \(n_categories=3 there, 4 here\)"):
         other.train(**TINY, checkpoint_dir=tmp_path, resume=True)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match=r"is not a CplMixVAE checkpoint"):
+        other.train(**TINY, resume=tmp_path / "other.ckpt")
     # a finished run resumes to the end at once
     again = _fresh_model()
     again.train(enable_progress_bar=False, batch_size=16, train_size=0.9, resume=tmp_path,

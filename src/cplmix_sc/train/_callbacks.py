@@ -50,13 +50,15 @@ class NonFiniteGuard(Callback):
             self._fail(trainer, pl_module, f"the loss is {loss.detach().float().item()}")
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        bad = [
-            name
-            for name, p in pl_module.module.named_parameters()
-            if p.grad is not None and not torch.isfinite(p.grad).all()
-        ]
-        if bad:
-            self._fail(trainer, pl_module, f"the gradient of {', '.join(bad[:3])} is not finite")
+        named = [(n, p.grad) for n, p in pl_module.module.named_parameters() if p.grad is not None]
+        if not named:
+            return
+        # one fused reduction and one synchronisation per step; names only on failure
+        norms = torch._foreach_norm([g for _, g in named])
+        if bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+        bad = [n for n, g in named if not torch.isfinite(g).all()]
+        self._fail(trainer, pl_module, f"the gradient of {', '.join(bad[:3])} is not finite")
 
     def _fail(self, trainer, pl_module, what: str) -> None:
         epoch = trainer.current_epoch
