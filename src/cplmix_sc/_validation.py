@@ -1,19 +1,71 @@
-"""Checks on user input that raise errors naming the problem and the fix."""
+"""Checks on user input that raise errors naming the problem and the fix.
+
+Every check here only *reads* the AnnData: nothing is converted, copied into it or densified
+(sparse matrices are checked through their stored values; dense ones row block by row block).
+The messages are listed in ``docs/robustness.md``; keep both in sync.
+"""
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterator
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+#: rows of a dense matrix checked at a time (bounds the temporary memory of the checks)
+_BLOCK_ROWS = 4096
+
 
 def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
+    """Refuse an option string that is not one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
 
 
-def check_counts(adata: AnnData, layer: str | None) -> None:
-    """Refuse matrices that cannot be UMI/read counts: non-numeric, non-finite, negative."""
+def check_int(name: str, value, minimum: int) -> int:
+    """An integer (Python or NumPy, not bool) at least ``minimum``; returns it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def check_number(
+    name: str, value, *, low: float, high: float | None = None, low_inclusive: bool = False
+) -> float:
+    """A real number in ``(low, high]`` (or ``[low, high]`` with ``low_inclusive``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"`{name}` must be a finite number, got {value!r}.")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or (high is not None and value > high):
+        left = "[" if low_inclusive else "("
+        right = f"{high}]" if high is not None else "inf)"
+        raise ValueError(f"`{name}` must be in {left}{low}, {right}, got {value}.")
+    return float(value)
+
+
+def check_not_view(adata: AnnData, name: str = "adata") -> None:
+    """Refuse views (``adata[mask]``): scvi-tools would turn them into copies in place."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"`{name}` must be an AnnData, got {type(adata).__name__}.")
+    if adata.is_view:
+        raise ValueError(
+            f"{name} is a view (e.g. adata[mask]); make it an AnnData of its own with "
+            "adata = adata[mask].copy() first."
+        )
+    if adata.isbacked:
+        raise ValueError(
+            f"{name} is backed on disk (read with backed='r'); load it into memory with "
+            "adata = adata.to_memory() first."
+        )
+
+
+def get_matrix(adata: AnnData, layer: str | None):
+    """``adata.X`` or ``adata.layers[layer]`` and how to name it in messages."""
     if layer is not None and layer not in adata.layers:
         raise KeyError(
             f"Layer {layer!r} is not in adata.layers (available: {list(adata.layers)}). "
@@ -23,22 +75,151 @@ def check_counts(adata: AnnData, layer: str | None) -> None:
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if x is None:
         raise ValueError(f"{where} is empty; CplMixVAE needs a cells x genes count matrix.")
-    values = x.data if sp.issparse(x) else np.asarray(x)
-    if not np.issubdtype(values.dtype, np.number):
-        raise TypeError(f"{where} has dtype {values.dtype}; it must hold numeric counts.")
-    if values.size == 0:
+    return x, where
+
+
+def _value_blocks(x) -> Iterator[np.ndarray]:
+    """The stored values of ``x`` in blocks, without densifying a sparse matrix."""
+    if sp.issparse(x):
+        yield np.asarray(x.data)
         return
-    sample = values.ravel()
-    if not np.all(np.isfinite(sample)):
-        raise ValueError(f"{where} contains NaN or infinite values; CplMixVAE needs counts.")
-    if sample.min() < 0:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"Unsupported matrix type {type(x).__name__}; use a numpy array or a scipy "
+            "CSR/CSC matrix."
+        )
+    for start in range(0, x.shape[0], _BLOCK_ROWS):
+        yield x[start : start + _BLOCK_ROWS]
+
+
+def check_values(x, where: str) -> bool:
+    """Refuse non-numeric, non-finite and negative values; return whether all are integers."""
+    dtype = x.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise TypeError(
+            f"{where} has dtype {dtype}; it must hold numbers (integer or float counts). "
+            f"Convert it, e.g. {where} = {where}.astype(np.float32), if the strings are numbers."
+        )
+    n_bad = 0
+    low = 0
+    for block in _value_blocks(x):
+        if block.size == 0:
+            continue
+        if np.issubdtype(dtype, np.floating):
+            n_bad += int(block.size - np.isfinite(block).sum())
+            if n_bad:
+                continue
+        low = min(low, block.min())
+    if n_bad:
         raise ValueError(
-            f"{where} contains negative values (min {sample.min():.3g}); it looks scaled or "
+            f"{where} contains {n_bad} NaN or infinite value(s); CplMixVAE needs finite "
+            "counts. Pass the layer with raw counts (e.g. layer='counts') or fix the matrix."
+        )
+    if low < 0:
+        raise ValueError(
+            f"{where} contains negative values (min {low:.3g}); it looks scaled or "
             "centred. Pass raw counts (e.g. layer='counts')."
         )
-    if not np.allclose(sample[: 100_000], np.round(sample[: 100_000])):
+    return first_non_integer(x) is None
+
+
+def first_non_integer(x) -> float | None:
+    """A value of ``x`` that is not an integer, or ``None``."""
+    if np.issubdtype(x.dtype, np.integer):
+        return None
+    for block in _value_blocks(x):
+        bad = block != np.round(block)
+        if bad.any():
+            return float(block[bad].flat[0])
+    return None
+
+
+def non_integer_message(where: str, value: float) -> str:
+    return (
+        f"{where} holds non-integer values (e.g. {value:.4g}), so it looks normalised or "
+        "log-transformed, but likelihood='nb' models raw counts. Pass the layer with counts "
+        "in setup_anndata (e.g. layer='counts'), restore them (e.g. round(expm1(x)) for "
+        "log1p UMIs), or use likelihood='gaussian' if the data are not counts (e.g. TPM)."
+    )
+
+
+def check_nonempty(x, where: str, adata: AnnData, genes: bool = True) -> None:
+    """Refuse cells (and, with ``genes``, genes) whose values are all zero."""
+    if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(
-            f"{where} holds non-integer values, so it looks normalised or log-transformed. "
-            "CplMixVAE normalises internally and needs raw counts: pass the layer with counts "
-            "(e.g. layer='counts') or restore them (e.g. round(expm1(x)) for log1p UMIs)."
+            f"{where} has shape {x.shape}; CplMixVAE needs at least one cell and one gene."
         )
+    cell_totals = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
+    empty = np.flatnonzero(cell_totals == 0)
+    if empty.size:
+        names = ", ".join(map(str, adata.obs_names[empty[:3]]))
+        raise ValueError(
+            f"{empty.size} of {x.shape[0]} cells have no counts in {where} (e.g. {names}); "
+            "they carry no information about their type. Remove them first, e.g. "
+            "sc.pp.filter_cells(adata, min_counts=1)."
+        )
+    if genes:
+        gene_totals = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel()
+        empty = np.flatnonzero(gene_totals == 0)
+        if empty.size:
+            names = ", ".join(map(str, adata.var_names[empty[:3]]))
+            raise ValueError(
+                f"{empty.size} of {x.shape[1]} genes have no counts in {where} (e.g. {names}); "
+                "remove them first, e.g. sc.pp.filter_genes(adata, min_counts=1)."
+            )
+
+
+def check_counts(adata: AnnData, layer: str | None, genes: bool = True) -> bool:
+    """All checks of the count matrix; returns whether every value is an integer.
+
+    Refuses a missing layer, a missing or non-numeric matrix, NaN/inf, negative values and
+    all-zero cells (and all-zero genes with ``genes=True``). Non-integer values are *not*
+    refused here: only ``likelihood="nb"`` needs integers, checked by the model.
+    """
+    x, where = get_matrix(adata, layer)
+    is_integer = check_values(x, where)
+    check_nonempty(x, where, adata, genes=genes)
+    return is_integer
+
+
+def check_obs_key(adata: AnnData, key: str | None, name: str) -> None:
+    """A categorical obs column without missing values."""
+    if key is None:
+        return
+    if key not in adata.obs:
+        raise KeyError(
+            f"{name} {key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+        )
+    missing = int(pd.isna(adata.obs[key]).sum())
+    if missing:
+        raise ValueError(
+            f"adata.obs[{key!r}] has {missing} missing value(s); fill them (e.g. "
+            f"adata.obs[{key!r}] = adata.obs[{key!r}].astype(str)) or remove those cells."
+        )
+
+
+def check_same_genes(reference: pd.Index, adata: AnnData) -> None:
+    """Refuse an AnnData whose genes (names and order) differ from the model's."""
+    names = adata.var_names
+    if len(names) == len(reference) and (names == reference).all():
+        return
+    missing = reference.difference(names)
+    extra = names.difference(reference)
+    if missing.empty:
+        fix = (
+            "Select and order the model's genes with "
+            "adata = adata[:, model.adata.var_names].copy()."
+        )
+    else:
+        fix = (
+            f"The model cannot use data without {len(missing)} of its genes (e.g. "
+            f"{', '.join(map(str, missing[:3]))}); use an AnnData measured on the same genes."
+        )
+    if missing.empty and extra.empty:
+        problem = "has the model's genes in a different order"
+    else:
+        problem = (
+            f"has {len(names)} genes, the model {len(reference)} ({len(missing)} of the "
+            f"model's missing, {len(extra)} others)"
+        )
+    raise ValueError(f"The AnnData {problem}. {fix}")

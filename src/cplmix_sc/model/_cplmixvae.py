@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -19,14 +22,51 @@ from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from .._validation import check_choice, check_counts
+from .._validation import (
+    check_choice,
+    check_counts,
+    check_int,
+    check_not_view,
+    check_number,
+    check_obs_key,
+    check_same_genes,
+    first_non_integer,
+    get_matrix,
+    non_integer_message,
+)
 from ..metrics import arm_consensus
 from ..module import CplMixVAEModule, log_normalise
 from ..train import CplMixTrainingPlan
+from ..train._callbacks import (
+    CHECKPOINT_NAME,
+    NonFiniteGuard,
+    ResumableCheckpoint,
+    read_checkpoint,
+    set_rng_state,
+)
 
 logger = logging.getLogger(__name__)
 
 INITS = ("kmeans", "random")
+
+
+def _flat_params(init_params: dict) -> dict:
+    """``CplMixVAE`` arguments from ``init_params_`` as one flat dictionary."""
+    return {
+        **init_params.get("non_kwargs", {}),
+        **init_params.get("kwargs", {}).get("module_kwargs", {}),
+    }
+
+
+def _jsonable(value):
+    """Plain Python types (for comparing a model's arguments with a checkpoint's)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if k != "adata"}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
 class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
@@ -101,21 +141,13 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         augmentation: Literal["simple", "none"] = "simple",
         **module_kwargs,
     ):
+        n_categories = check_int("n_categories", n_categories, 2)
+        n_arms = check_int("n_arms", n_arms, 1)
+        n_state = check_int("n_state", n_state, 1)
+        check_number("temperature", temperature, low=0.0)
+        check_choice("likelihood", likelihood, ("nb", "gaussian"))
         super().__init__(adata)
-        if int(n_categories) < 2:
-            raise ValueError(f"`n_categories` must be at least 2, got {n_categories}.")
-        if int(n_arms) < 1:
-            raise ValueError(f"`n_arms` must be at least 1, got {n_arms}.")
-        if int(n_state) < 1:
-            raise ValueError(f"`n_state` must be at least 1, got {n_state}.")
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be positive, got {temperature}.")
-        n_cells = self.summary_stats.n_cells
-        if n_cells < n_categories:
-            raise ValueError(
-                f"The AnnData has {n_cells} cells but n_categories={n_categories}; "
-                "use fewer categories than cells."
-            )
+        self._check_data_for_model(n_categories, likelihood)
         self.module = self._module_cls(
             n_input=self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch if self._has_batch else 0,
@@ -144,6 +176,39 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "_scvi_batch"
         )
 
+    def _check_data_for_model(self, n_categories: int, likelihood: str) -> None:
+        """Checks that need both the registered data and the model's options."""
+        n_cells, n_genes = self.summary_stats.n_cells, self.summary_stats.n_vars
+        if n_cells < n_categories:
+            raise ValueError(
+                f"The AnnData has {n_cells} cells but n_categories={n_categories}; "
+                "use fewer categories than cells."
+            )
+        if n_genes < 2:
+            raise ValueError(f"The AnnData has {n_genes} gene(s); CplMixVAE needs at least 2.")
+        if likelihood == "nb":
+            layer = self.adata_manager.registry["setup_args"]["layer"]
+            x, where = get_matrix(self.adata, layer)
+            value = first_non_integer(x)
+            if value is not None:
+                raise ValueError(non_integer_message(where, value))
+
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = False):
+        """scvi-tools' check plus ours for a new AnnData: no view, same genes, valid counts.
+
+        Unlike scvi-tools, a view is refused rather than turned into a copy in place.
+        """
+        if adata is not None and adata is not self.adata:
+            check_not_view(adata)
+            if self.adata is not None:
+                check_same_genes(self.adata.var_names, adata)
+            layer = self.adata_manager.registry["setup_args"]["layer"]
+            is_integer = check_counts(adata, layer, genes=False)
+            if not is_integer and self.module.likelihood == "nb":
+                x, where = get_matrix(adata, layer)
+                raise ValueError(non_integer_message(where, first_non_integer(x)))
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
     @classmethod
     @setup_anndata_dsp.dedent
     def setup_anndata(
@@ -155,6 +220,18 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     ):
         """Register an AnnData with raw counts for CplMixVAE.
 
+        The matrix is checked first, without densifying a sparse one, and refused with an
+        error that names the fix: views and backed AnnData, non-numeric dtypes, NaN/inf,
+        negative values, cells or genes without any count (remove them, e.g. with
+        ``sc.pp.filter_cells(adata, min_counts=1)`` and ``sc.pp.filter_genes(adata,
+        min_counts=1)``), a missing layer or ``batch_key`` and a ``batch_key`` column with
+        missing values. Non-integer values are accepted here and refused by the model with
+        ``likelihood="nb"`` (see ``docs/robustness.md``).
+
+        Registration (scvi-tools) adds ``obs["_scvi_batch"]``, ``uns["_scvi_uuid"]`` and
+        ``uns["_scvi_manager_uuid"]``, and makes a Fortran-ordered dense matrix C-ordered
+        (same values); nothing else in ``adata`` changes, also when a check fails.
+
         Parameters
         ----------
         %(param_adata)s
@@ -162,14 +239,15 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         %(param_batch_key)s
             The batch conditions the decoders, as in scVI.
         """
-        if adata.is_view:
-            raise ValueError(
-                "adata is a view (e.g. adata[mask]); make it an AnnData of its own with "
-                "adata = adata[mask].copy() before setup_anndata."
-            )
+        check_not_view(adata)
         check_counts(adata, layer)
-        if batch_key is not None and batch_key not in adata.obs:
-            raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs.")
+        check_obs_key(adata, batch_key, "batch_key")
+        source = kwargs.get("source_registry")
+        source_genes = None if source is None else (
+            source["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"].get("column_names")
+        )
+        if source_genes is not None:  # load(dir, adata) or a transfer: same genes required
+            check_same_genes(pd.Index(source_genes), adata)
         setup_method_args = cls._get_setup_method_args(**locals())
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
@@ -193,6 +271,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 10,
+        resume: bool | str | os.PathLike = False,
         **trainer_kwargs,
     ):
         """Train the model, then write the types and states into the AnnData.
@@ -202,6 +283,11 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         arm's ``q(c|x)`` towards a k-means clustering of the top 30 PCs of log-normalised
         counts (same category indices in every arm). Then the coupled mixture model alone is
         trained for ``max_epochs`` and refines, merges or splits those starting types.
+
+        A NaN or infinite loss or gradient stops training with
+        :class:`~cplmix_sc.train.NonFiniteLossError` (naming the phase and epoch) and restores
+        the weights of the end of the last complete epoch. With ``checkpoint_dir``, an
+        interrupted run can be continued with ``resume=True`` (see ``docs/robustness.md``).
 
         Parameters
         ----------
@@ -217,7 +303,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         lr
             Adam learning rate (paper: 1e-3).
         batch_size
-            Mini-batch size.
+            Mini-batch size (at least 2 and at most the number of training cells). A last
+            mini-batch of a single cell is dropped (batch normalisation needs two).
         train_size
             Fraction of cells used for training; the rest is validation (held-out ELBO).
         annotate
@@ -228,42 +315,169 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             Passed to Lightning.
         plan_kwargs
             Keyword arguments of :class:`~cplmix_sc.train.CplMixTrainingPlan`.
+        checkpoint_dir
+            If given, ``checkpoint_dir/last.ckpt`` is written every ``checkpoint_every``
+            epochs and at the end of each phase: weights, optimiser state, phase, epoch and
+            random number generator states (:class:`~cplmix_sc.train.ResumableCheckpoint`).
+        checkpoint_every
+            Epochs between checkpoints.
+        resume
+            ``True``: continue from ``checkpoint_dir/last.ckpt``; a path: continue from that
+            checkpoint (file, or the directory holding ``last.ckpt``). Build the model as for
+            the interrupted run (same AnnData and arguments); ``max_epochs``,
+            ``pretrain_epochs`` and ``init`` default to the interrupted run's. Training goes
+            on in the phase and epoch where it stopped, with the optimiser's state, and with
+            the same seed gives the same result as an uninterrupted run on the CPU.
+            ``model.history`` then covers the resumed epochs only.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`.
         """
         check_choice("init", init, INITS)
+        check_number("lr", lr, low=0.0)
+        check_number("train_size", train_size, low=0.0, high=1.0)
+        batch_size = check_int("batch_size", batch_size, 2)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+        ckpt = None
+        if resume is not False and resume is not None:
+            ckpt = self._read_resume_checkpoint(resume, checkpoint_dir)
+            meta = ckpt["cplmix_sc"]["meta"]
+            max_epochs = meta["max_epochs"] if max_epochs is None else max_epochs
+            pretrain_epochs = meta["pretrain_epochs"] if pretrain_epochs is None else (
+                pretrain_epochs
+            )
+            init = meta["init"]
+            if train_size < 1 and meta.get("seed") != settings.seed:
+                warnings.warn(
+                    f"The interrupted run used scvi.settings.seed={meta.get('seed')}, this one "
+                    f"{settings.seed}: the train/validation split differs. Set "
+                    f"scvi.settings.seed = {meta.get('seed')} before building the model.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            if checkpoint_dir is None and resume is not True:
+                checkpoint_dir = Path(ckpt["path"]).parent
         n_cells = self.adata.n_obs
+        n_train = int(np.ceil(n_cells * train_size))
         if max_epochs is None:
-            steps_per_epoch = max(1, int(np.ceil(n_cells * train_size / batch_size)))
+            steps_per_epoch = max(1, int(np.ceil(n_train / batch_size)))
             max_epochs = int(np.clip(1_200 // steps_per_epoch, 20, 400))
+        max_epochs = check_int("max_epochs", max_epochs, 1)
         if pretrain_epochs is None:
             pretrain_epochs = max(1, max_epochs // 10)
+        pretrain_epochs = check_int("pretrain_epochs", pretrain_epochs, 0)
+        if batch_size > n_train:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {n_train} training cells; "
+                "use a smaller batch_size."
+            )
         plan_kwargs = {"lr": lr, "n_epochs_kl_warmup": None, **(plan_kwargs or {})}
+        datasplitter_kwargs = dict(trainer_kwargs.pop("datasplitter_kwargs", None) or {})
+        if n_train % batch_size == 1:  # batch norm cannot train on a mini-batch of one cell
+            datasplitter_kwargs.setdefault("drop_last", True)
         fit_kwargs = {
             "batch_size": batch_size,
             "train_size": train_size,
             "accelerator": accelerator,
             "devices": devices,
             "plan_kwargs": plan_kwargs,
+            "datasplitter_kwargs": datasplitter_kwargs,
             **trainer_kwargs,
         }
-        if batch_size > n_cells * train_size:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the {int(n_cells * train_size)} "
-                "training cells; use a smaller batch_size."
-            )
-        self.module.train()  # scvi-tools leaves eval mode after a first train() or load()
-        if init == "kmeans" and not self.is_trained_ and pretrain_epochs > 0:
-            self._fit_teacher()
-            self.module.phase = "warmup"
+        user_callbacks = list(fit_kwargs.pop("callbacks", None) or [])
+        meta = {
+            "max_epochs": max_epochs,
+            "pretrain_epochs": pretrain_epochs,
+            "init": init,
+            "init_params": _jsonable(self.init_params_),
+            "seed": settings.seed,
+        }
+
+        def fit(phase: str, n_epochs: int, ckpt_path=None) -> None:
+            callbacks = [*user_callbacks, NonFiniteGuard(phase, lr)]
+            if checkpoint_dir is not None:
+                meta_phase = {**meta, "phase": phase}
+                callbacks.append(ResumableCheckpoint(checkpoint_dir, checkpoint_every, meta_phase))
+            self.module.train()  # scvi-tools leaves eval mode after a first train() or load()
+            self.module.phase = phase
             try:
-                super().train(max_epochs=pretrain_epochs, **fit_kwargs)
+                super(CplMixVAE, self).train(
+                    max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path, **fit_kwargs
+                )
             finally:
                 self.module.phase = "mixture"
-            self.module.train()
-        super().train(max_epochs=max_epochs, **fit_kwargs)
+
+        start = ("warmup" if init == "kmeans" and not self.is_trained_ and pretrain_epochs > 0
+                 else "mixture")
+        resume_path = None
+        if ckpt is not None:
+            state = ckpt["cplmix_sc"]
+            start = state["meta"]["phase"]
+            if state["meta"]["phase_complete"]:
+                # nothing left of that phase: take its weights and RNG state and go on
+                self._load_checkpoint_weights(ckpt)
+                set_rng_state(state["rng"])
+                start = "mixture" if start == "warmup" else "done"
+            else:
+                resume_path = ckpt["path"]
+        if start == "warmup":
+            if ckpt is None:
+                self._fit_teacher()
+            fit("warmup", pretrain_epochs, resume_path)
+            resume_path = None
+        if start in ("warmup", "mixture"):
+            fit("mixture", max_epochs, resume_path)
+        else:
+            self.is_trained_ = True
+            self.module.eval()
         if annotate:
             self.annotate(key_added=key_added)
+
+    def _read_resume_checkpoint(self, resume, checkpoint_dir) -> dict:
+        """Read the checkpoint to resume from and check that it belongs to this model."""
+        if resume is True:
+            if checkpoint_dir is None:
+                raise ValueError(
+                    "resume=True needs the checkpoint_dir of the interrupted run; pass "
+                    "checkpoint_dir=... or resume='path/to/last.ckpt'."
+                )
+            resume = Path(checkpoint_dir) / CHECKPOINT_NAME
+        if not isinstance(resume, str | os.PathLike):
+            raise TypeError(f"`resume` must be True, False or a path, got {resume!r}.")
+        ckpt = read_checkpoint(resume)
+        saved = _flat_params(ckpt["cplmix_sc"]["meta"]["init_params"])
+        mine = _flat_params(_jsonable(self.init_params_))
+        diff = [
+            f"{k}={saved.get(k)!r} there, {mine.get(k)!r} here"
+            for k in sorted(set(saved) | set(mine))
+            if saved.get(k) != mine.get(k)
+        ]
+        if diff:
+            raise ValueError(
+                f"The checkpoint {ckpt['path']!r} was written by a model built with other "
+                f"arguments ({'; '.join(diff)}); build the model with the same arguments "
+                "to resume."
+            )
+        shapes = {k: tuple(v.shape) for k, v in self.module.state_dict().items()}
+        saved_shapes = {
+            k.removeprefix("module."): tuple(v.shape)
+            for k, v in ckpt["state_dict"].items()
+            if k.startswith("module.")
+        }
+        if shapes != saved_shapes:
+            raise ValueError(
+                f"The checkpoint {ckpt['path']!r} does not fit this model (different genes, "
+                "batches or sizes); resume with the AnnData and arguments of the interrupted run."
+            )
+        return ckpt
+
+    def _load_checkpoint_weights(self, ckpt: dict) -> None:
+        state = {
+            k.removeprefix("module."): v
+            for k, v in ckpt["state_dict"].items()
+            if k.startswith("module.")
+        }
+        self.module.load_state_dict(state)
+        self.module.to(self.device)
 
     def _fit_teacher(self) -> None:
         """k-means on the top PCs of log-normalised counts: the warm-up's starting categories."""
@@ -579,7 +793,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``obs[f"{key_added}_arm_agreement"]`` (fraction of arms whose own argmax is that type),
         ``obsm[f"X_{key_added}_state"]``, ``obsm[f"{key_added}_type_probs"]`` and
         ``uns[key_added]`` (model parameters and the mean inter-arm agreement). Nothing else
-        in ``adata`` changes.
+        in ``adata`` changes (a new ``adata`` is also registered: ``obs["_scvi_batch"]`` and
+        ``uns["_scvi_*"]``). A new ``adata`` must have the model's genes in the same order
+        and pass the checks of :meth:`setup_anndata` (all-zero genes are allowed); views are
+        refused rather than copied in place.
         """
         adata = self._validate_anndata(adata)
         post = self._posterior(adata, batch_size=batch_size)

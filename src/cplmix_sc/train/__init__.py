@@ -1,5 +1,6 @@
-"""Training plans and data paths."""
+"""Training plans, data paths and the callbacks that keep long runs safe."""
 
+from ._callbacks import NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
 from ._plan import CplMixTrainingPlan
 
-__all__ = ["CplMixTrainingPlan"]
+__all__ = ["CplMixTrainingPlan", "NonFiniteGuard", "NonFiniteLossError", "ResumableCheckpoint"]

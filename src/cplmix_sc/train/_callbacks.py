@@ -1,0 +1,192 @@
+"""Lightning callbacks that make long runs safe: non-finite loss guard, resumable checkpoints."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+
+#: file name of the checkpoint that :class:`ResumableCheckpoint` keeps up to date
+CHECKPOINT_NAME = "last.ckpt"
+#: key of the CplMixVAE section of a checkpoint
+CHECKPOINT_KEY = "cplmix_sc"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss or gradient; the last good weights were kept."""
+
+
+class NonFiniteGuard(Callback):
+    """Stop at the first non-finite loss or gradient, before the optimiser step, and roll back.
+
+    At the start of every epoch the module's parameters and buffers (batch-norm statistics
+    included) are copied; a NaN/inf loss (checked before the backward pass) or gradient
+    (checked before the optimiser step) restores that copy, i.e. the weights at the end of the
+    last complete epoch, and raises :class:`NonFiniteLossError` naming the phase and epoch.
+
+    Parameters
+    ----------
+    phase
+        Name of the training phase, for the message (``"warmup"`` or ``"mixture"``).
+    lr
+        The learning rate, for the message.
+    """
+
+    def __init__(self, phase: str = "mixture", lr: float | None = None):
+        super().__init__()
+        self.phase = phase
+        self.lr = lr
+        self._snapshot: dict[str, torch.Tensor] | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._snapshot = {k: v.detach().clone() for k, v in pl_module.module.state_dict().items()}
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            self._fail(trainer, pl_module, f"the loss is {loss.detach().float().item()}")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        named = [(n, p.grad) for n, p in pl_module.module.named_parameters() if p.grad is not None]
+        if not named:
+            return
+        # one fused reduction and one synchronisation per step; names only on failure
+        norms = torch._foreach_norm([g for _, g in named])
+        if bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+        bad = [n for n, g in named if not torch.isfinite(g).all()]
+        self._fail(trainer, pl_module, f"the gradient of {', '.join(bad[:3])} is not finite")
+
+    def _fail(self, trainer, pl_module, what: str) -> None:
+        epoch = trainer.current_epoch
+        module = pl_module.module
+        bad_params = [n for n, p in module.named_parameters() if not p.isfinite().all()]
+        if bad_params:
+            cause = (
+                f"parameters were already non-finite ({', '.join(bad_params[:3])}), so they "
+                "were changed outside the optimiser"
+            )
+        else:
+            lr = f"lr={self.lr:g}; " if self.lr is not None else ""
+            cause = (
+                f"a learning rate too high for these data ({lr}try 10 times smaller), or "
+                "extreme values in the input (check the largest counts and library sizes)"
+            )
+        if self._snapshot is not None:
+            module.load_state_dict(self._snapshot)
+            kept = (
+                f"the weights from the end of epoch {epoch} of this phase were restored"
+                if epoch > 0
+                else "the weights from before this phase were restored"
+            )
+        else:  # pragma: no cover - the snapshot is taken before the first step
+            kept = "no earlier weights were available"
+        raise NonFiniteLossError(
+            f"Training stopped in epoch {epoch + 1} of {trainer.max_epochs} of the {self.phase} "
+            f"phase (step {trainer.global_step}): {what}. Likely cause: {cause}. To keep the "
+            f"model safe, {kept}; train again with a smaller lr, or resume from a checkpoint "
+            "(train(checkpoint_dir=..., resume=True))."
+        )
+
+
+def get_rng_state() -> dict:
+    """Torch (CPU and CUDA), NumPy and Python random states, as checkpoint-safe objects."""
+    np_state = np.random.get_state()  # noqa: NPY002 - the global state is what we save
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    torch.set_rng_state(state["torch"].cpu())
+    name, keys, *rest = state["numpy"]
+    np_state = (name, np.asarray(keys, dtype=np.uint32), *rest)
+    np.random.set_state(np_state)  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class ResumableCheckpoint(Callback):
+    """Save a checkpoint (weights, optimiser, loop and RNG states, phase) every N epochs.
+
+    The file ``dirpath / "last.ckpt"`` is replaced atomically at the end of every
+    ``every_n_epochs``-th epoch and of the phase's last epoch. Besides what Lightning saves
+    (module parameters *and* buffers, e.g. the warm-up's k-means start and the usage prior,
+    optimiser state, epoch and step counters), the checkpoint holds the random number
+    generators' states, so that a resumed run draws the same mini-batches, augmentations and
+    Gumbel noise as an uninterrupted one, and ``meta``: the phase, whether it is complete and
+    the arguments that :meth:`~cplmix_sc.CplMixVAE.train` needs to continue.
+
+    Parameters
+    ----------
+    dirpath
+        Directory of the checkpoint (created if needed).
+    every_n_epochs
+        Save every this many epochs of a phase.
+    meta
+        JSON-like description of the run; ``meta["phase"]`` names the phase.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike, every_n_epochs: int, meta: dict):
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_n_epochs = every_n_epochs
+        self.meta = meta
+
+    @property
+    def state_key(self) -> str:
+        return "CplMixResumableCheckpoint"
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / CHECKPOINT_NAME
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        done = trainer.current_epoch + 1
+        last = done >= trainer.max_epochs
+        if done % self.every_n_epochs and not last:
+            return
+        self.meta = {**self.meta, "epochs_done": done, "phase_complete": last}
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / f".{CHECKPOINT_NAME}.tmp"
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
+
+    def state_dict(self) -> dict:
+        return {"rng": get_rng_state(), "meta": self.meta}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # called while Lightning restores the checkpoint, before the first mini-batch is drawn
+        set_rng_state(state_dict["rng"])
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint written by :class:`ResumableCheckpoint` (on the CPU)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No checkpoint at {str(path)!r}; pass the checkpoint_dir of the interrupted run "
+            "(train(checkpoint_dir=..., resume=True)) or the path of its last.ckpt."
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("callbacks", {}).get("CplMixResumableCheckpoint")
+    if state is None:
+        raise ValueError(
+            f"{str(path)!r} is not a CplMixVAE checkpoint (written by "
+            "train(checkpoint_dir=...)); it cannot be resumed."
+        )
+    ckpt[CHECKPOINT_KEY] = state
+    ckpt["path"] = str(path)
+    return ckpt
