@@ -602,12 +602,6 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         if fine_tune_epochs is None:
             steps = max(1, int(np.ceil(self.adata.n_obs / batch_size)))
             fine_tune_epochs = max(5, int(np.clip(1_200 // steps, 20, 400)) // 10)
-        fit_kwargs = {
-            "batch_size": batch_size,
-            "train_size": 1.0,
-            "plan_kwargs": {"lr": lr, "n_epochs_kl_warmup": None},
-            **trainer_kwargs,
-        }
         history = []
         mask = self.module.category_mask
         for rnd in range(10**6 if max_rounds is None else max_rounds + 1):
@@ -644,8 +638,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 mask[torch.as_tensor(removed, device=mask.device)] = False
             if done:
                 break
-            self.module.train()
-            UnsupervisedTrainingMixin.train(self, max_epochs=fine_tune_epochs, **fit_kwargs)
+            # the trained model skips the warm-up; the non-finite guard and checks apply
+            self.train(max_epochs=fine_tune_epochs, lr=lr, batch_size=batch_size,
+                       annotate=False, **trainer_kwargs)
         self.module.eval()
         self.prune_history_ = pd.DataFrame(history)
         if annotate:
