@@ -1,12 +1,16 @@
 """Loaders for the paper's public data, on tiny fixtures written in the public file formats."""
 
 import csv
+import gzip
+import io
 import re
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.io
 import scipy.sparse as sp
 
 import cplmix_sc
@@ -272,3 +276,154 @@ def test_select_paper_genes(tasic_dir, tmp_path):
     with pytest.raises(KeyError, match="Nope"):
         cplmix_sc.datasets.select_paper_genes(a, gene_list=["Sst", "Nope"])
     assert cplmix_sc.datasets.select_paper_genes(a).n_vars == N_GENES  # 5032 > 12 genes
+
+
+# --------------------------------------------------------------------------------------------
+# BICCN MOp 10x fixture: NeMO "processed/analysis" folders of the AIBS 10x datasets
+# --------------------------------------------------------------------------------------------
+
+GENES10X = ["Snap25", "Gad1", "Slc17a7", "Sst", "Pvalb", "Vip", "Aqp4", "Mog", "Fezf2", "Rorb"]
+CLUSTERS = pd.DataFrame(
+    {
+        "cluster_id": [1, 2, 3, 4],
+        "cluster_label": ["Lamp5 Pdlim5_1", "Sst Chodl", "L5 IT S100b", "Astro Aqp4_Gfap"],
+        "subclass_label": ["Lamp5", "Sst", "L5 IT", "Astro"],
+        "class_label": ["GABAergic", "GABAergic", "Glutamatergic", "Non-Neuronal"],
+        "cluster_color": ["#FF88AD", "#B0B200", "#50B2AD", "#665C47"],
+        "size": [5, 4, 3, 2],
+    }
+)
+
+
+def _cells(name, n=14):
+    lib = "L8TX_180221_01_B10" if "v2" in name else "L8TX_190430_01_F08"
+    return [f"{''.join('ACGT'[(i >> (2 * k)) % 4] for k in range(16))}-1{lib}" for i in range(n)]
+
+
+def _mop_counts(name, n_genes):
+    rng = np.random.default_rng(2 if "v2" in name else 3)
+    return rng.poisson(2.0, size=(n_genes, 14)) * (rng.random((n_genes, 14)) < 0.5)
+
+
+def _mop_genes(name):
+    return GENES10X + (["Xist"] if "v3" in name else [])
+
+
+def write_mop(folder, name, h5=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    cells, genes = _cells(name), _mop_genes(name)
+    counts = _mop_counts(name, len(genes))
+    if h5:  # CellRanger 3 layout, barcodes = the cell names' prefix before "L"
+        m = sp.csc_matrix(counts)
+        with h5py.File(folder / "umi_counts.h5", "w") as f:
+            g = f.create_group("matrix")
+            g["barcodes"] = np.array([c.split("L")[0] for c in cells], dtype="S")
+            g["data"], g["indices"], g["indptr"] = m.data.astype(np.int32), m.indices, m.indptr
+            g["shape"] = np.array(m.shape, dtype=np.int32)
+            ft = g.create_group("features")
+            ft["id"] = np.array([f"ENSMUSG{i:011d}" for i in range(len(genes))], dtype="S")
+            ft["name"] = np.array(genes, dtype="S")
+            ft["feature_type"] = np.array(["Gene Expression"] * len(genes), dtype="S")
+    else:
+        buf = io.BytesIO()
+        scipy.io.mmwrite(buf, sp.coo_matrix(counts))
+        (folder / "matrix.mtx.gz").write_bytes(gzip.compress(buf.getvalue()))
+        feats = "".join(f"ENSMUSG{i:011d}\t{g}\tGene Expression\n" for i, g in enumerate(genes))
+        (folder / "features.tsv.gz").write_bytes(gzip.compress(feats.encode()))
+        lines = ['"","x"'] + [f'"{i + 1}","{c}"' for i, c in enumerate(cells)]
+        (folder / "barcode.tsv").write_text("\n".join(lines) + "\n")
+    # cells 0..11 annotated (12, 13 not); cell 11 fails QC
+    ids = [1 + i % 4 for i in range(12)]
+    pd.DataFrame({"x": ids}, index=cells[:12]).to_csv(
+        folder / "cluster.membership.csv", quoting=csv.QUOTE_NONNUMERIC
+    )
+    CLUSTERS.to_csv(folder / "cluster.annotation.csv", index=False)
+    pd.DataFrame({"x": cells[:11]}, index=range(1, 12)).to_csv(folder / "QC.csv")
+    pd.DataFrame(
+        {"library_id": ["L8TX"] * 14, "gene.counts": np.arange(14) * 100}, index=cells
+    ).to_csv(folder / "sample_metadata.csv")
+    return folder
+
+
+@pytest.fixture
+def mop_dir(tmp_path):
+    root = tmp_path / "mop"
+    for name in ("10X_cells_v2_AIBS", "10X_cells_v3_AIBS"):
+        write_mop(root / name, name)
+    return root
+
+
+def test_mop10x_reads_the_nemo_layout(mop_dir, no_pooch):
+    a = cplmix_sc.datasets.mop10x(mop_dir, download=True)
+    assert a.shape == (22, len(GENES10X))  # 11 QC-passed annotated cells per dataset
+    assert list(a.var_names) == GENES10X  # genes shared by v2 and v3
+    x = _dense(a.X)
+    assert a.X.dtype == np.float32 and np.array_equal(x, np.round(x)) and x.min() >= 0
+    v2 = _mop_counts("10X_cells_v2_AIBS", len(GENES10X))
+    np.testing.assert_array_equal(x[:11], v2[:, :11].T)
+    v3 = _mop_counts("10X_cells_v3_AIBS", len(GENES10X) + 1)
+    np.testing.assert_array_equal(x[11:], v3[: len(GENES10X), :11].T)
+    assert list(a.obs_names[:11]) == _cells("10X_cells_v2_AIBS")[:11]
+    for col in ("cluster_id", "cluster_label", "subclass_label", "class_label", "dataset"):
+        assert col in a.obs
+    assert a.obs["cluster_id"].tolist()[:4] == [1, 2, 3, 4]
+    assert a.obs["class_label"].iloc[3] == "Non-Neuronal"
+    assert a.obs["subclass_label"].iloc[2] == "L5 IT"
+    assert a.obs["dataset"].value_counts().to_dict() == {
+        "10X_cells_v2_AIBS": 11,
+        "10X_cells_v3_AIBS": 11,
+    }
+    assert a.obs["gene.counts"].iloc[1] == 100
+    b = cplmix_sc.datasets.mop10x(mop_dir, qc=False)
+    assert b.n_obs == 24
+
+
+def test_mop10x_umi_counts_h5_matches_mtx(tmp_path, no_pooch):
+    name = "10X_cells_v3_AIBS"
+    mtx = cplmix_sc.datasets.mop10x(write_mop(tmp_path / "a", name), datasets=[name])
+    h5 = cplmix_sc.datasets.mop10x(write_mop(tmp_path / "b", name, h5=True), datasets=[name])
+    assert list(h5.obs_names) == list(mtx.obs_names)
+    assert list(h5.var_names) == _mop_genes(name) == list(mtx.var_names)
+    np.testing.assert_array_equal(_dense(h5.X), _dense(mtx.X))
+
+
+def test_mop10x_errors(tmp_path, mop_dir, no_pooch):
+    with pytest.raises(DatasetNotFoundError) as err:
+        cplmix_sc.datasets.mop10x(tmp_path / "nowhere")
+    msg = str(err.value)
+    assert "does not exist" in msg and "cluster.membership.csv" in msg
+    assert "nemoarchive" in msg and "download=True" in msg
+    (mop_dir / "10X_cells_v3_AIBS" / "QC.csv").unlink()
+    with pytest.raises(DatasetNotFoundError, match=re.escape("QC.csv")):
+        cplmix_sc.datasets.mop10x(mop_dir)
+    assert cplmix_sc.datasets.mop10x(mop_dir, qc=False).n_obs == 24
+    (mop_dir / "10X_cells_v2_AIBS" / "barcode.tsv").unlink()
+    with pytest.raises(DatasetNotFoundError, match=re.escape("barcode.tsv")):
+        cplmix_sc.datasets.mop10x(mop_dir, qc=False)
+
+
+def test_mop10x_download_and_offline(tmp_path, monkeypatch):
+    import pooch
+
+    calls = []
+
+    def fake_retrieve(url, known_hash, fname, path, processor, progressbar):
+        calls.append(url)
+        name = Path(path).name
+        src = write_mop(tmp_path / "src" / name, name)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / fname).write_bytes((src / fname).read_bytes())
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    a = cplmix_sc.datasets.mop10x(tmp_path / "dl", download=True)
+    assert a.n_obs == 22 and len(calls) == 2 * len(_registry.MOP10X_FILES)
+    assert all(u.startswith("https://data.nemoarchive.org/biccn/") for u in calls)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    with pytest.raises(DatasetNotFoundError, match="network is unreachable") as err:
+        cplmix_sc.datasets.mop10x(tmp_path / "dl2", download=True)
+    assert "10X_cells_v3_AIBS" in str(err.value)
