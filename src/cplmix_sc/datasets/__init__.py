@@ -1,6 +1,16 @@
-"""Datasets: bundled real data and a ground-truth simulator."""
+"""Datasets: bundled real data, loaders for the paper's public data, and a simulator."""
 
+from ._mop10x import mop10x
+from ._registry import DatasetNotFoundError
 from ._synthetic import synthetic
+from ._tasic2018 import select_paper_genes, tasic2018
 from ._zeisel import zeisel2015
 
-__all__ = ["synthetic", "zeisel2015"]
+__all__ = [
+    "DatasetNotFoundError",
+    "mop10x",
+    "select_paper_genes",
+    "synthetic",
+    "tasic2018",
+    "zeisel2015",
+]
