@@ -89,7 +89,7 @@ def run(task: str, method: str, seed: int) -> dict:
     if method in ("cplmix", "cplmix_1arm", "cplmix_over"):
         cplmix_sc.CplMixVAE.setup_anndata(adata)
         # cplmix_over: 1.7 x as many categories as reference types (80 for Zeisel's 47)
-        n_cat = int(round(1.7 * k)) if method == "cplmix_over" else k
+        n_cat = round(1.7 * k) if method == "cplmix_over" else k
         model = cplmix_sc.CplMixVAE(adata, n_categories=n_cat,
                                     n_arms=1 if method == "cplmix_1arm" else 2)
         model.train(enable_progress_bar=False)
