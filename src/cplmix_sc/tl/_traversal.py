@@ -323,9 +323,9 @@ def state_genes(
 
     Returns
     -------
-    DataFrame with columns ``cell_type, gene, score, log2_fc, log2_range, monotonicity,
-    mean_expression, rank`` (rank 1 = strongest), sorted by type and rank. A type with no
-    row has no state gene at this threshold.
+    DataFrame with columns ``cell_type``, ``gene``, ``score``, ``log2_fc``, ``log2_range``,
+    ``monotonicity``, ``mean_expression``, ``rank`` (rank 1 = strongest), sorted by type and
+    rank. A type with no row has no state gene at this threshold.
     """
     res = traversal(model, adata, cell_types=cell_types, **kwargs)
     df = res.scores.drop(columns="run")
