@@ -149,23 +149,19 @@ def check_nonempty(x, where: str, adata: AnnData, genes: bool = True) -> None:
         raise ValueError(
             f"{where} has shape {x.shape}; CplMixVAE needs at least one cell and one gene."
         )
-    cell_totals = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
-    empty = np.flatnonzero(cell_totals == 0)
-    if empty.size:
-        names = ", ".join(map(str, adata.obs_names[empty[:3]]))
-        raise ValueError(
-            f"{empty.size} of {x.shape[0]} cells have no counts in {where} (e.g. {names}); "
-            "they carry no information about their type. Remove them first, e.g. "
-            "sc.pp.filter_cells(adata, min_counts=1)."
-        )
+    checks = [(1, "cells", adata.obs_names, "they carry no information about their type. "
+               "Remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1).")]
     if genes:
-        gene_totals = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel()
-        empty = np.flatnonzero(gene_totals == 0)
+        checks.append((0, "genes", adata.var_names,
+                       "remove them first, e.g. sc.pp.filter_genes(adata, min_counts=1)."))
+    for axis, what, labels, fix in checks:
+        totals = np.asarray(x.sum(axis=axis, dtype=np.float64)).ravel()
+        empty = np.flatnonzero(totals == 0)
         if empty.size:
-            names = ", ".join(map(str, adata.var_names[empty[:3]]))
+            names = ", ".join(map(str, labels[empty[:3]]))
             raise ValueError(
-                f"{empty.size} of {x.shape[1]} genes have no counts in {where} (e.g. {names}); "
-                "remove them first, e.g. sc.pp.filter_genes(adata, min_counts=1)."
+                f"{empty.size} of {x.shape[1 - axis]} {what} have no counts in {where} "
+                f"(e.g. {names}); {fix}"
             )
 
 
