@@ -370,7 +370,8 @@ class CplMixVAEModule(BaseModuleClass):
                 lookup = torch.full_like(self.category_mask, -100, dtype=torch.long)
                 lookup[active] = torch.arange(len(active), device=x.device)
                 target = lookup[target]
-            ce = F.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.repeat(a))
+            target = target.expand(a, -1) if target.dim() == 1 else target  # (A, B)
+            ce = F.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1))
             loss = loss + self.warmup_weight * w * a * ce
             extra["teacher_ce"] = ce.detach()
         return LossOutput(
