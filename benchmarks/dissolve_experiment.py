@@ -69,7 +69,9 @@ def main() -> None:
         c = int(counts.index[0])
         print(f"round {r}: dissolve {c} ({counts.iloc[0]} cells)", flush=True)
         saved = copy.deepcopy(model.module.state_dict())
-        model.module.category_mask[c] = False
+        mask = model.module.category_mask.clone()
+        mask[c] = False
+        model.module.set_category_mask(mask)
         model.train(max_epochs=20, enable_progress_bar=False, annotate=False)
         new = loss_per_cell(model, adata)
         report("  after", model, adata, key, new, t0)

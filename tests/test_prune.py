@@ -67,6 +67,11 @@ def test_prune_masks_categories_keeps_labels_and_saves(trained6, tmp_path):
     model.save(tmp_path / "m", overwrite=True)
     loaded = CplMixVAE.load(tmp_path / "m", adata=adata)
     np.testing.assert_array_equal(loaded.active_categories, model.active_categories)
+    # the loss's cached active indices are rebuilt from the loaded mask
+    assert loaded.module._pruned
+    np.testing.assert_array_equal(loaded.module.active_index.numpy(), model.active_categories)
+    with pytest.raises(ValueError, match="at least one of them True"):
+        loaded.module.set_category_mask(np.zeros(6, dtype=bool))
     np.testing.assert_array_equal(loaded.predict(), model.predict())
     assert loaded.prune_history_ is not None and len(loaded.prune_history_) == len(hist)
 

@@ -634,8 +634,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             )
             if not removed:
                 break
-            with torch.no_grad():
-                mask[torch.as_tensor(removed, device=mask.device)] = False
+            new_mask = mask.clone()
+            new_mask[torch.as_tensor(removed, device=mask.device)] = False
+            self.module.set_category_mask(new_mask)
             if done:
                 break
             # the trained model skips the warm-up; the non-finite guard and checks apply

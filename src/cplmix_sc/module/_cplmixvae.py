@@ -181,6 +181,11 @@ class CplMixVAEModule(BaseModuleClass):
         # categories still in use: pruning (CplMixVAE.prune) switches entries off; a pruned
         # category keeps its index (labels are never renumbered) but q(c|x) = 0 for it
         self.register_buffer("category_mask", torch.ones(n_categories, dtype=torch.bool))
+        # indices of the surviving categories, derived from the mask (not saved; refreshed by
+        # set_category_mask and after load_state_dict) so the loss needs no host sync per step
+        self.register_buffer("active_index", torch.arange(n_categories), persistent=False)
+        self._pruned = False
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_active())
         # NB inverse dispersion / Gaussian log-variance, per arm and gene
         self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
 
@@ -342,9 +347,9 @@ class CplMixVAEModule(BaseModuleClass):
         kl_s = 0.5 * (qs_m.pow(2) + qs_v - qs_v.log() - 1.0).sum(-1)  # KL(q(s|x,c) || N(0, I))
         log_p = inference_outputs["log_probs"]  # (A, B, K)
         prior = self.usage_prior
-        pruned = not bool(self.category_mask.all())
+        pruned = self._pruned
         if pruned:  # every categorical term over the surviving categories only
-            active = self.category_mask.nonzero().squeeze(-1)
+            active = self.active_index
             log_p = log_p.index_select(-1, active)
             prior = prior.index_select(-1, active)
             prior = prior / prior.sum()
@@ -385,6 +390,22 @@ class CplMixVAEModule(BaseModuleClass):
                 **extra,
             },
         )
+
+    # ------------------------------------------------------------------ pruning
+    @torch.no_grad()
+    def set_category_mask(self, mask: torch.Tensor) -> None:
+        """Set which categories survive (``True``); pruned ones get ``q(c|x) = 0``."""
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=self.category_mask.device)
+        if mask.shape != self.category_mask.shape or not bool(mask.any()):
+            raise ValueError(
+                f"The mask must have {self.n_categories} entries, at least one of them True."
+            )
+        self.category_mask.copy_(mask)
+        self._refresh_active()
+
+    def _refresh_active(self) -> None:
+        self._pruned = not bool(self.category_mask.all())
+        self.active_index = self.category_mask.nonzero().squeeze(-1)
 
     # ------------------------------------------------------------------ warm-up teacher
     @torch.no_grad()
