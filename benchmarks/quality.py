@@ -109,7 +109,7 @@ def run(task: str, method: str, seed: int) -> dict:
     seconds = time.perf_counter() - t0
     row = {"task": task, "method": method, "seed": seed, "seconds": seconds,
            "n_types": int(pd.Series(pred).nunique()), **clustering_scores(adata.obs[key], pred)}
-    if task == "sim" and state is not None:
+    if task.startswith("sim") and state is not None:
         row["state_rho"] = state_recovery(adata, state)
     if task == "zeisel47":
         # taxonomy level (Fig. S10): learned types and level2 subclasses merged to level1
