@@ -185,3 +185,25 @@ def test_recovers_types_and_state_on_simulated_data():
     assert min(rho[t] for t in responsive) >= 0.8, rho
     unresponsive = set(rho) - set(responsive)
     assert unresponsive and max(rho[t] for t in unresponsive) < 0.3, rho
+
+
+def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
+    """init="leiden": the warm-up teacher is a per-cell Leiden labelling, looked up exactly."""
+    from cplmix_sc._graph import leiden_n_clusters
+
+    scvi.settings.seed = 0
+    _setup(easy_sim)
+    model = CplMixVAE(easy_sim, n_categories=4)
+    model._fit_teacher("leiden")
+    m = model.module
+    assert m.teacher_points.shape[0] == easy_sim.n_obs
+    x = torch.as_tensor(easy_sim.X.toarray(), dtype=torch.float32)
+    np.testing.assert_array_equal(m.teacher_labels(x).numpy(), m.teacher_point_labels.numpy())
+    truth = easy_sim.obs["type"].to_numpy()
+    assert cplmix_sc.metrics.clustering_scores(truth, m.teacher_point_labels.numpy())["ari"] > 0.9
+    model.train(init="leiden", max_epochs=20, pretrain_epochs=3, batch_size=128,
+                enable_progress_bar=False)
+    scores = cplmix_sc.metrics.clustering_scores(truth, easy_sim.obs["cpl_type"])
+    assert scores["ari"] >= 0.9, scores
+    labels = leiden_n_clusters(np.random.default_rng(0).normal(size=(60, 3)), k=3, seed=0)
+    assert labels.min() >= 0 and labels.max() <= 2

@@ -176,6 +176,12 @@ class CplMixVAEModule(BaseModuleClass):
         self.register_buffer("teacher_mean", torch.zeros(n_input))
         self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
         self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
+        # a teacher given per cell (e.g. Leiden): reference cells in PC space and their labels,
+        # looked up by nearest reference cell; only needed during the warm-up, so not saved
+        self.register_buffer("teacher_points", torch.zeros(0, n_teacher_pcs), persistent=False)
+        self.register_buffer(
+            "teacher_point_labels", torch.zeros(0, dtype=torch.long), persistent=False
+        )
         # π of the usage term: uniform, or the teacher's proportions (usage_target="teacher")
         self.register_buffer("usage_prior", torch.full((n_categories,), 1.0 / n_categories))
         # categories still in use: pruning (CplMixVAE.prune) switches entries off; a pruned
@@ -432,7 +438,23 @@ class CplMixVAEModule(BaseModuleClass):
         if weights is not None and self.usage_target == "teacher":
             self.usage_prior.copy_(weights / weights.sum())
 
+    @torch.no_grad()
+    def set_teacher_points(self, points: torch.Tensor, labels: torch.Tensor) -> None:
+        """Give the teacher per cell: reference cells (PC coordinates) and their labels.
+
+        Then :meth:`teacher_labels` returns the label of each cell's nearest reference cell
+        (a training cell finds itself), which keeps partitions that are not Voronoi cells of
+        centroids, such as a graph clustering's. Call after :meth:`set_teacher`.
+        """
+        p = self.teacher_loadings.shape[1]
+        padded = points.new_zeros(points.shape[0], p)
+        padded[:, : points.shape[1]] = points
+        self.teacher_points = padded.to(self.teacher_loadings.device)
+        self.teacher_point_labels = labels.long().to(self.teacher_loadings.device)
+
     def teacher_labels(self, x: torch.Tensor) -> torch.Tensor:
-        """Nearest teacher centroid of each cell, ``(B,)``."""
+        """The teacher's label of each cell, ``(B,)``: nearest reference cell or centroid."""
         z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.teacher_mean) @ self.teacher_loadings
+        if self.teacher_points.shape[0] > 0:
+            return self.teacher_point_labels[torch.cdist(z, self.teacher_points).argmin(-1)]
         return torch.cdist(z, self.teacher_centroids).argmin(-1)
