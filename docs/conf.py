@@ -39,7 +39,7 @@ for _nb in sorted((ROOT / "tutorials").glob("*.ipynb")):
 # -- project -----------------------------------------------------------------------------------
 project = "cplmix_sc"
 author = "cplmix_sc developers"
-copyright = "2026, cplmix_sc developers"  # noqa: A001
+copyright = "2026, cplmix_sc developers"
 release = cplmix_sc.__version__
 version = ".".join(release.split(".")[:2])
 

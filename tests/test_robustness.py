@@ -207,7 +207,7 @@ TRAIN_CASES = [
     ({"train_size": 1.5}, ValueError, r"`train_size` must be in \(0\.0, 1\.0\]"),
     ({"max_epochs": 0}, ValueError, r"`max_epochs` must be at least 1"),
     ({"pretrain_epochs": -1}, ValueError, r"`pretrain_epochs` must be at least 0"),
-    ({"init": "gmm"}, ValueError, r"`init` must be one of \['kmeans', 'random'\]"),
+    ({"init": "gmm"}, ValueError, r"`init` must be one of \['kmeans', 'leiden', 'random'\]"),
     ({"checkpoint_every": 0}, ValueError, r"`checkpoint_every` must be at least 1"),
     ({"resume": True}, ValueError, r"resume=True needs the checkpoint_dir"),
     ({"resume": "nowhere"}, FileNotFoundError, r"No checkpoint at 'nowhere/last\.ckpt'"),
