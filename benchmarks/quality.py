@@ -8,7 +8,8 @@ variable genes), and the simulator (12 types, strong type-dependent state). For 
 categories it also reports the taxonomy-level accuracy (types and ``level2`` merged up to
 ``level1``, Fig. S10) and the silhouette of the labels on the top 10 PCs (sec. M). Methods:
 CplMixVAE with its defaults (2 arms), the single-arm model, CplMixVAE given 1.7 x as many
-categories as reference types (``cplmix_over``), PCA + Leiden (resolution searched
+categories as reference types (``cplmix_over``), CplMixVAE started from Leiden
+(``cplmix_leiden``), PCA + Leiden (resolution searched
 to give K clusters), k-means on 30 PCs, scVI (10 latent dims) + Leiden. Writes a markdown
 table (mean ± sd over seeds) to ``benchmarks/results/quality.md`` and every run to
 ``quality_runs.csv``.
@@ -86,13 +87,14 @@ def run(task: str, method: str, seed: int) -> dict:
     scvi.settings.seed = seed
     t0 = time.perf_counter()
     state = None
-    if method in ("cplmix", "cplmix_1arm", "cplmix_over"):
+    if method in ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden"):
         cplmix_sc.CplMixVAE.setup_anndata(adata)
         # cplmix_over: 1.7 x as many categories as reference types (80 for Zeisel's 47)
         n_cat = round(1.7 * k) if method == "cplmix_over" else k
         model = cplmix_sc.CplMixVAE(adata, n_categories=n_cat,
                                     n_arms=1 if method == "cplmix_1arm" else 2)
-        model.train(enable_progress_bar=False)
+        model.train(init="leiden" if method == "cplmix_leiden" else "kmeans",
+                    enable_progress_bar=False)
         pred = adata.obs["cpl_type"].to_numpy()
         state = adata.obsm["X_cpl_state"]
     elif method == "kmeans":
