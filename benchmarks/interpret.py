@@ -27,10 +27,11 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import scvi
-from quality import leiden_k, load_task, log_pcs
+from quality import load_task, log_pcs
 from sklearn.cluster import KMeans
 
 import cplmix_sc
+from cplmix_sc._graph import leiden_n_clusters
 
 warnings.filterwarnings("ignore")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -96,7 +97,7 @@ def zeisel_section(seed: int = 0) -> list[str]:
     labels = {
         "CplMixVAE": adata.obs["cpl_type"].astype(str).to_numpy(),
         "k-means": KMeans(k, n_init=10, random_state=seed).fit_predict(pcs30).astype(str),
-        "PCA+Leiden": leiden_k(pcs30, k, seed).astype(str),
+        "PCA+Leiden": leiden_n_clusters(pcs30, k, seed).astype(str),
     }
     ref2 = adata.obs["level2"].astype(object).to_numpy()
     mapping = cplmix_sc.metrics.level_mapping(adata.obs["level2"], adata.obs["level1"])

@@ -30,10 +30,11 @@ import numpy as np
 import pandas as pd
 import scvi
 import torch
-from quality import leiden_k, load_task, log_pcs
+from quality import load_task, log_pcs
 from scvi.model.base import UnsupervisedTrainingMixin
 
 import cplmix_sc
+from cplmix_sc._graph import leiden_n_clusters
 from cplmix_sc.metrics import clustering_scores, state_recovery
 from cplmix_sc.module import log_normalise
 from cplmix_sc.tl import category_consensus
@@ -103,7 +104,7 @@ def use_teacher(model, adata, key, k, teacher, seed) -> None:
     if teacher == "truth":
         lab = np.unique(adata.obs[key].astype(str), return_inverse=True)[1]
     else:
-        lab = leiden_k(pcs, k, seed).astype(int)
+        lab = leiden_n_clusters(pcs, k, seed).astype(int)
     lab = np.minimum(lab, k - 1)  # unlabelled cells ("nan") share the last category
     print("teacher", {n: round(v, 3) for n, v in clustering_scores(adata.obs[key], lab).items()},
           flush=True)

@@ -8,9 +8,11 @@ variable genes), and the simulator (12 types, strong type-dependent state). For 
 categories it also reports the taxonomy-level accuracy (types and ``level2`` merged up to
 ``level1``, Fig. S10) and the silhouette of the labels on the top 10 PCs (sec. M). Methods:
 CplMixVAE with its defaults (2 arms), the single-arm model, CplMixVAE given 1.7 x as many
-categories as reference types (``cplmix_over``), CplMixVAE started from Leiden
-(``cplmix_leiden``), PCA + Leiden (resolution searched
-to give K clusters), k-means on 30 PCs, scVI (10 latent dims) + Leiden. Writes a markdown
+categories as reference types (``cplmix_over``), CplMixVAE started from its graph start
+(``cplmix_leiden``, ``train(init="leiden")``), PCA + Leiden (resolution searched to give K
+clusters), PCA + Leiden at scanpy's default resolution 1 (``leiden_res1``, any number of
+clusters), the graph start alone (``graph``: Leiden at resolution 1 merged along the graph down
+to K), k-means on 30 PCs, scVI (10 latent dims) + Leiden at K. Writes a markdown
 table (mean ± sd over seeds) to ``benchmarks/results/quality.md`` and every run to
 ``quality_runs.csv``.
 """
@@ -30,6 +32,7 @@ import scvi
 from sklearn.cluster import KMeans
 
 import cplmix_sc
+from cplmix_sc._graph import _knn_graph, _leiden, graph_start, leiden_n_clusters
 from cplmix_sc.metrics import clustering_scores
 
 warnings.filterwarnings("ignore")
@@ -58,24 +61,6 @@ def log_pcs(adata, n_pcs=30, seed=0):
     return b.obsm["X_pca"]
 
 
-def leiden_k(rep: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Leiden on a kNN graph of ``rep``, resolution bisected to give about ``k`` clusters."""
-    g = sc.AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
-    g.obsm["rep"] = rep
-    sc.pp.neighbors(g, use_rep="rep", random_state=seed, transformer="sklearn")
-    lo, hi, best = 0.01, 10.0, None
-    for _ in range(20):
-        res = np.sqrt(lo * hi)
-        sc.tl.leiden(g, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
-        n = g.obs["leiden"].nunique()
-        if best is None or abs(n - k) < abs(best[0] - k):
-            best = (n, g.obs["leiden"].to_numpy().copy())
-        if n == k:
-            break
-        lo, hi = (res, hi) if n < k else (lo, res)
-    return best[1]
-
-
 def state_recovery(adata, state: np.ndarray) -> float:
     """Mean |Spearman| of the state's main axis with the truth, over responsive true types."""
     rho = cplmix_sc.metrics.state_recovery(adata.obs["state"], state, adata.obs["type"])
@@ -100,12 +85,16 @@ def run(task: str, method: str, seed: int) -> dict:
     elif method == "kmeans":
         pred = KMeans(k, n_init=10, random_state=seed).fit_predict(log_pcs(adata, seed=seed))
     elif method == "leiden":
-        pred = leiden_k(log_pcs(adata, seed=seed), k, seed)
+        pred = leiden_n_clusters(log_pcs(adata, seed=seed), k, seed)
+    elif method == "leiden_res1":  # scanpy's default resolution, as users run it
+        pred = _leiden(_knn_graph(log_pcs(adata, seed=seed), seed, 15), 1.0, seed)
+    elif method == "graph":  # the start of init="leiden" on its own
+        pred = graph_start(log_pcs(adata, seed=seed), k, seed)
     elif method == "scvi_leiden":
         scvi.model.SCVI.setup_anndata(adata)
         m = scvi.model.SCVI(adata, n_latent=10)
         m.train(max_epochs=200, enable_progress_bar=False)
-        pred = leiden_k(m.get_latent_representation(), k, seed)
+        pred = leiden_n_clusters(m.get_latent_representation(), k, seed)
     else:
         raise ValueError(method)
     seconds = time.perf_counter() - t0

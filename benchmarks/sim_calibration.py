@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import warnings
 
-from quality import leiden_k, log_pcs
+from quality import log_pcs
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import train_test_split
 
 import cplmix_sc
+from cplmix_sc._graph import leiden_n_clusters
 
 warnings.filterwarnings("ignore")
 
@@ -28,7 +29,7 @@ for me in (0.9, 1.2, 1.5, 2.0):
     xtr, xte, ytr, yte = train_test_split(pcs, y, test_size=0.3, random_state=0, stratify=y)
     acc = LogisticRegression(max_iter=3000).fit(xtr, ytr).score(xte, yte)
     km = KMeans(12, n_init=10, random_state=0).fit_predict(pcs[:, :30])
-    ld = leiden_k(pcs[:, :30], 12, seed=0)
+    ld = leiden_n_clusters(pcs[:, :30], 12, seed=0)
     print(f"marker_effect={me}: supervised accuracy {acc:.3f}, k-means ARI "
           f"{adjusted_rand_score(y, km):.3f}, Leiden ARI {adjusted_rand_score(y, ld):.3f}",
           flush=True)

@@ -207,3 +207,30 @@ def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
     assert scores["ari"] >= 0.9, scores
     labels = leiden_n_clusters(np.random.default_rng(0).normal(size=(60, 3)), k=3, seed=0)
     assert labels.min() >= 0 and labels.max() <= 2
+
+
+def test_graph_start_joins_the_pieces_of_stretched_types():
+    """Three long parallel types: Leiden cuts each into pieces, the merge rejoins them.
+
+    k-means cuts across the types here (ARI ~0); merging the Leiden communities by their
+    over-connection recovers the types exactly, and with room for more categories the
+    communities are kept as they are.
+    """
+    from sklearn.cluster import KMeans
+
+    from cplmix_sc._graph import _knn_graph, _leiden, graph_start
+
+    rng = np.random.default_rng(0)
+    along = rng.uniform(0, 20, size=600)
+    types = np.repeat(np.arange(3), 200)
+    rep = np.c_[along, 2.0 * types, np.zeros((600, 2))] + rng.normal(0, 0.2, size=(600, 4))
+    score = cplmix_sc.metrics.clustering_scores
+    assert score(types, KMeans(3, n_init=10, random_state=0).fit_predict(rep))["ari"] < 0.1
+    n_communities = _leiden(_knn_graph(rep, 0, 15), 1.0, 0).max() + 1
+    assert n_communities >= 9  # each type in at least three pieces
+    labels = graph_start(rep, 3, seed=0)
+    assert score(types, labels)["ari"] == 1.0
+    assert np.array_equal(np.bincount(labels), [200, 200, 200])
+    loose = graph_start(rep, 40, seed=0)
+    assert loose.max() + 1 == n_communities
+    assert all(len(set(types[loose == c])) == 1 for c in range(n_communities))  # all pure

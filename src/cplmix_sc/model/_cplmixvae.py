@@ -22,7 +22,7 @@ from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from .._graph import leiden_n_clusters
+from .._graph import graph_start
 from .._validation import (
     check_choice,
     check_counts,
@@ -492,8 +492,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     def _fit_teacher(self, init: str = "kmeans") -> None:
         """The warm-up's starting categories from the top PCs of log-normalised counts.
 
-        ``"kmeans"``: k-means, taught by nearest centroid. ``"leiden"``: Leiden on a 15-NN graph
-        of the PCs with the resolution searched for ``n_categories`` clusters (at most
+        ``"kmeans"``: k-means, taught by nearest centroid. ``"leiden"``: Leiden communities of a
+        15-NN graph of the PCs at resolution 1, merged along the graph down to
+        ``n_categories`` if there are more (:func:`cplmix_sc._graph.graph_start`; at most
         ``MAX_TEACHER_CELLS`` cells, sampled), taught by nearest reference cell.
         """
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
@@ -508,7 +509,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             rng = np.random.default_rng(settings.seed)
             keep = np.sort(rng.choice(len(pcs), min(len(pcs), MAX_TEACHER_CELLS), replace=False))
             pcs = pcs[keep]
-            labels = leiden_n_clusters(pcs, k, seed=settings.seed)
+            labels = graph_start(pcs, k, seed=settings.seed)
             centers = np.stack([
                 pcs[labels == c].mean(0) if np.any(labels == c) else np.zeros(pcs.shape[1])
                 for c in range(k)
