@@ -166,7 +166,7 @@ def run_worker(args) -> dict:
             kw["batch_size"] = batch_size
         if args.dataset == "zeisel4k":
             kw.update(max_epochs=args.step_epochs, pretrain_epochs=0, init="random")
-        elif smartseq:
+        elif smartseq and args.smartseq_epochs:  # 0: the model's default
             kw.update(max_epochs=args.smartseq_epochs,
                       pretrain_epochs=max(1, args.smartseq_epochs // 10))
         elif args.quick:
@@ -200,7 +200,7 @@ def run_worker(args) -> dict:
             kw["batch_size"] = batch_size
         if args.dataset == "zeisel4k":
             kw["max_epochs"] = args.step_epochs
-        elif smartseq:
+        elif smartseq and args.smartseq_epochs:
             kw["max_epochs"] = args.smartseq_epochs
         elif args.quick:
             kw["max_epochs"] = 6
@@ -247,7 +247,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="zeisel,zeisel4k,smartseq")
     p.add_argument("--models", default="cplmix,scvi")
-    p.add_argument("--smartseq-epochs", type=int, default=3)
+    p.add_argument("--smartseq-epochs", type=int, default=3,
+                   help="epochs on smartseq (0: each model's default)")
     p.add_argument("--step-epochs", type=int, default=3, help="epochs for zeisel4k")
     p.add_argument("--scvi-epochs", type=int, default=0,
                    help="scVI epochs on zeisel (default 0: scVI's own default, 400)")
