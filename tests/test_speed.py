@@ -194,3 +194,62 @@ def test_deferred_non_finite_check_names_the_step_and_restores_weights():
         mm.NonFiniteGuard = original
     for name, value in model.module.state_dict().items():
         assert torch.equal(value, snap.state[name]), name
+
+
+DDP_SCRIPT = '''
+import json, logging, os, sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, scipy.sparse as sp, scvi
+from anndata import AnnData
+from cplmix_sc import CplMixVAE
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+if __name__ == "__main__":
+    out = sys.argv[1]
+    scvi.settings.seed = 0
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(3), 80)
+    rate = np.ones((240, 30))
+    rate[np.arange(240)[:, None], group[:, None] * 10 + np.arange(10)] = 8.0  # 3 clear types
+    x = rng.poisson(rate).astype(np.float32)
+    x[:, 0] += 1
+    adata = AnnData(sp.csr_matrix(x))
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=6)
+    ddp = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "enable_progress_bar": False}
+    seen = []
+    model.annotate = lambda *a, **k: seen.append(1)  # count the writes of this rank
+    model.train(max_epochs=2, pretrain_epochs=1, batch_size=32, train_size=0.9,
+                check_val_every_n_epoch=1, checkpoint_dir=os.path.join(out, "ckpt"), **ddp)
+    hist = model.prune(fine_tune_epochs=1, max_rounds=1, min_consensus=1.0, batch_size=32,
+                       **ddp)
+    rank = int(os.environ.get("LOCAL_RANK", 0))
+    w = model.module.category_head.weight.detach().double()
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"annotate_calls": len(seen), "wsum": float(w.sum()), "rounds": len(hist),
+                   "active": model.active_categories.tolist(),
+                   "elbo_validation": "elbo_validation" in model.history}, f)
+'''
+
+
+def test_ddp_two_cpu_processes_train_prune_and_annotate_once(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    # DDP keeps the ranks' weights identical; pruning masked the same categories on both
+    assert ranks[0]["wsum"] == pytest.approx(ranks[1]["wsum"], abs=1e-6)
+    assert ranks[0]["active"] == ranks[1]["active"] and len(ranks[0]["active"]) < 6
+    assert ranks[0]["rounds"] == ranks[1]["rounds"] == 2  # a DDP fine-tune between rounds
+    # annotate (train's and prune's) ran on rank 0 only; the checkpoint was written once
+    assert [r["annotate_calls"] for r in ranks] == [2, 0]
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    assert not list((tmp_path / "ckpt").glob(".*.tmp"))
+    assert ranks[0]["elbo_validation"]

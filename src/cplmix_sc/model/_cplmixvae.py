@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
+from lightning.pytorch.utilities import rank_zero_only
 from scvi import REGISTRY_KEYS, settings
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
@@ -60,6 +61,11 @@ def _flat_params(init_params: dict) -> dict:
         **init_params.get("non_kwargs", {}),
         **init_params.get("kwargs", {}).get("module_kwargs", {}),
     }
+
+
+def _is_global_zero() -> bool:
+    """Whether this process is rank 0 (always, without DDP); Lightning sets the rank."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _jsonable(value):
@@ -463,7 +469,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         else:
             self.is_trained_ = True
             self.module.eval()
-        if annotate:
+        if annotate and _is_global_zero():  # under DDP only rank 0 writes its results
             self.annotate(key_added=key_added)
 
     def _device_datamodule(self, fit_kwargs: dict, data_on_device, matrix) -> DeviceDataSplitter:
@@ -711,7 +717,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                        annotate=False, **trainer_kwargs)
         self.module.eval()
         self.prune_history_ = pd.DataFrame(history)
-        if annotate:
+        if annotate and _is_global_zero():
             self.annotate(key_added=key_added)
         return self.prune_history_
 

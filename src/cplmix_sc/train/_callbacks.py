@@ -214,8 +214,10 @@ class ResumableCheckpoint(Callback):
         self.meta = {**self.meta, "epochs_done": done, "phase_complete": last}
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / f".{CHECKPOINT_NAME}.tmp"
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
+        trainer.save_checkpoint(tmp)  # every rank calls it; under DDP only rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
+        trainer.strategy.barrier("cplmix_checkpoint")
 
     def state_dict(self) -> dict:
         return {"rng": get_rng_state(), "meta": self.meta}
