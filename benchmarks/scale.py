@@ -88,7 +88,7 @@ def worker(args) -> dict:
     x, _ = simulate_csr(args.cells, args.genes, args.density)
     out = {"n_cells": args.cells, "n_genes": args.genes, "nnz": int(x.nnz),
            "density": round(x.nnz / (args.cells * args.genes), 4),
-           "sparse_gib": round(csr_bytes(x) / 2**30, 3), "device": device_name(),
+           "sparse_gib": round(csr_bytes(x) / 2**30, 6), "device": device_name(),
            "simulate_s": round(time.perf_counter() - t0, 1)}
     adata = AnnData(x)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
