@@ -253,3 +253,50 @@ def test_ddp_two_cpu_processes_train_prune_and_annotate_once(tmp_path):
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
     assert not list((tmp_path / "ckpt").glob(".*.tmp"))
     assert ranks[0]["elbo_validation"]
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
+    """No .item()/.cpu()/bool(tensor) in a step (forward, backward, optimiser step).
+
+    On the CPU such reads cost nothing, so the guard checks every step there; this test uses
+    the accelerator setting (``check="epoch"``) to check the path a GPU takes. Reads by
+    ``torch.optim`` are of its host-side step counters and are not device syncs.
+    """
+    import sys
+
+    from lightning.pytorch import Callback
+
+    import cplmix_sc.model._cplmixvae as mm
+
+    reads = []
+    active = {"on": False}
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if active["on"] and "torch/optim" not in caller:
+                reads.append((name, caller, sys._getframe(1).f_lineno))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__"):
+        spy(name)
+
+    class Watch(Callback):
+        def on_train_batch_start(self, *args):
+            active["on"] = True
+
+        def on_train_batch_end(self, *args):
+            active["on"] = False
+
+    monkeypatch.setattr(mm, "NonFiniteGuard",
+                        lambda phase, lr: NonFiniteGuard(phase, lr, check="epoch"))
+    scvi.settings.seed = 0
+    adata = counts()
+    CplMixVAE.setup_anndata(adata, batch_key="b")
+    model = CplMixVAE(adata, n_categories=3)
+    model.train(**QUICK, callbacks=[Watch()], annotate=False)
+    assert reads == []

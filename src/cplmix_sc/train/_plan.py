@@ -41,34 +41,36 @@ class CplMixTrainingPlan(TrainingPlan):
 
     @torch.no_grad()
     def _accumulate(self, mode: str, out) -> None:
-        n = out.n_obs_minibatch
+        """Add a step's sums: tensors stay on the device, counts on the host (no copies)."""
+        n = int(out.n_obs_minibatch)
         values = {
             "loss": out.loss.detach() * n,
             "reconstruction_loss": out.reconstruction_loss_sum.detach(),
             "kl_local": out.kl_local_sum.detach(),
-            "kl_global": torch.as_tensor(out.kl_global_sum, device=out.loss.device).detach(),
-            "n_obs": torch.tensor(float(n), device=out.loss.device),
-            "n_steps": torch.tensor(1.0, device=out.loss.device),
         }
         for key, met in (out.extra_metrics or {}).items():
             if isinstance(met, torch.Tensor) and met.dim() == 0:
                 values[key] = met.detach().float() * n
-        sums = self._sums.get(mode)
-        if sums is None:
-            self._sums[mode] = {k: v.float().clone() for k, v in values.items()}
-        else:
-            for k, v in values.items():
-                if k in sums:
-                    sums[k] += v.float()
-                else:
-                    sums[k] = v.float().clone()
+        kl_global = out.kl_global_sum
+        host = {"n_obs": n, "n_steps": 1}
+        if isinstance(kl_global, torch.Tensor) and kl_global.device == out.loss.device:
+            values["kl_global"] = kl_global.detach()
+        else:  # a host number (0 for this model): reading it costs no device sync
+            host["kl_global"] = float(kl_global)
+        sums = self._sums.setdefault(mode, {})
+        for k, v in values.items():
+            sums[k] = v.float().clone() if k not in sums else sums[k] + v.float()
+        for k, v in host.items():
+            sums[k] = v if k not in sums else sums[k] + v
 
     def _log_epoch(self, mode: str) -> None:
         sums = self._sums.pop(mode, None)
         if not sums:
             return
         keys = sorted(sums)
-        total = torch.stack([sums[k] for k in keys])
+        device = self.device
+        total = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32, device=device)
+                             for k in keys])
         if self.trainer.world_size > 1:  # one collective per epoch, outside inference mode
             total = self.trainer.strategy.reduce(total.clone(), reduce_op="sum")
         s = dict(zip(keys, total, strict=True))
