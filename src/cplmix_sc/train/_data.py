@@ -64,8 +64,12 @@ class DeviceMatrix:
             indices = torch.from_numpy(np.asarray(x.indices, dtype=np.int32))
             data = torch.from_numpy(np.asarray(x.data, dtype=np.float32))
             if n * g * 4 <= max_dense_bytes:
-                csr = torch.sparse_csr_tensor(indptr, indices.long(), data, size=(n, g))
-                self.dense = csr.to(device).to_dense()
+                # densified a block of rows at a time: peak = the dense matrix + one block
+                self.dense = torch.empty((n, g), dtype=torch.float32, device=device)
+                step = max(1, (64 * 2**20) // max(g * 4, 1))
+                for i in range(0, n, step):
+                    block = np.asarray(x[i : i + step].toarray(), dtype=np.float32)
+                    self.dense[i : i + step] = torch.from_numpy(block).to(device)
             else:
                 self.indptr = indptr.to(device)
                 self.indices = indices.to(device)
