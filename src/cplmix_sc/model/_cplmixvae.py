@@ -11,18 +11,19 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from anndata import AnnData
+from lightning.pytorch.utilities import rank_zero_only
 from scvi import REGISTRY_KEYS, settings
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from .._graph import graph_start
+from .._pca import log_pca
 from .._validation import (
     check_choice,
     check_counts,
@@ -36,7 +37,7 @@ from .._validation import (
     non_integer_message,
 )
 from ..metrics import arm_consensus
-from ..module import CplMixVAEModule, log_normalise
+from ..module import CplMixVAEModule
 from ..train import CplMixTrainingPlan
 from ..train._callbacks import (
     CHECKPOINT_NAME,
@@ -45,6 +46,7 @@ from ..train._callbacks import (
     read_checkpoint,
     set_rng_state,
 )
+from ..train._data import DeviceDataSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,11 @@ def _flat_params(init_params: dict) -> dict:
         **init_params.get("non_kwargs", {}),
         **init_params.get("kwargs", {}).get("module_kwargs", {}),
     }
+
+
+def _is_global_zero() -> bool:
+    """Whether this process is rank 0 (always, without DDP); Lightning sets the rank."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _jsonable(value):
@@ -277,6 +284,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 10,
         resume: bool | str | os.PathLike = False,
+        data_on_device: bool | Literal["auto"] = "auto",
         **trainer_kwargs,
     ):
         """Train the model, then write the types and states into the AnnData.
@@ -339,12 +347,24 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             on in the phase and epoch where it stopped, with the optimiser's state, and with
             the same seed gives the same result as an uninterrupted run on the CPU.
             ``model.history`` then covers the resumed epochs only.
+        data_on_device
+            ``"auto"`` (default): keep the registered counts on the training device and draw
+            mini-batches there (:class:`~cplmix_sc.train.DeviceDataSplitter`: dense data as
+            is, sparse data as CSR densified one mini-batch at a time; the same train/
+            validation split as scvi-tools' loaders) when they fit (on a GPU: half of its free
+            memory), else scvi-tools' loaders. ``True``: always on the device; ``False``:
+            always scvi-tools' loaders. See ``docs/scaling.md``.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer`.
+            Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
+            bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
         """
         check_choice("init", init, INITS)
         check_number("lr", lr, low=0.0)
         check_number("train_size", train_size, low=0.0, high=1.0)
+        if data_on_device not in (True, False, "auto"):
+            raise ValueError(
+                f"`data_on_device` must be True, False or 'auto', got {data_on_device!r}."
+            )
         batch_size = check_int("batch_size", batch_size, 2)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         ckpt = None
@@ -402,8 +422,15 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "seed": settings.seed,
         }
 
+        shared = {}  # the device copy of the data, made once for both phases
+
         def fit(phase: str, n_epochs: int, ckpt_path=None) -> None:
             callbacks = [*user_callbacks, NonFiniteGuard(phase, lr)]
+            kwargs = dict(fit_kwargs)
+            if data_on_device is not False:
+                kwargs["datamodule"] = self._device_datamodule(
+                    kwargs, data_on_device, shared.get("matrix")
+                )
             if checkpoint_dir is not None:
                 meta_phase = {**meta, "phase": phase}
                 callbacks.append(ResumableCheckpoint(checkpoint_dir, checkpoint_every, meta_phase))
@@ -411,10 +438,13 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             self.module.phase = phase
             try:
                 super(CplMixVAE, self).train(
-                    max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path, **fit_kwargs
+                    max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path, **kwargs
                 )
             finally:
                 self.module.phase = "mixture"
+                dm = kwargs.get("datamodule")
+                if dm is not None and dm.matrix is not None:
+                    shared["matrix"] = dm.matrix
 
         start = ("warmup" if init != "random" and not self.is_trained_ and pretrain_epochs > 0
                  else "mixture")
@@ -439,8 +469,23 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         else:
             self.is_trained_ = True
             self.module.eval()
-        if annotate:
+        if annotate and _is_global_zero():  # under DDP only rank 0 writes its results
             self.annotate(key_added=key_added)
+
+    def _device_datamodule(self, fit_kwargs: dict, data_on_device, matrix) -> DeviceDataSplitter:
+        """The device-resident data path with scvi-tools' split; takes its options from
+        ``fit_kwargs`` (they would otherwise go to scvi-tools' DataSplitter)."""
+        strategy = fit_kwargs.get("strategy")
+        dm = DeviceDataSplitter(
+            self.adata_manager,
+            train_size=fit_kwargs.pop("train_size"),
+            batch_size=fit_kwargs.pop("batch_size"),
+            distributed_sampler=use_distributed_sampler(strategy),
+            matrix=matrix,
+            force=data_on_device is True,
+            **(fit_kwargs.pop("datasplitter_kwargs") or {}),
+        )
+        return dm
 
     def _read_resume_checkpoint(self, resume, checkpoint_dir) -> dict:
         """Read the checkpoint to resume from and check that it belongs to this model."""
@@ -495,20 +540,18 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``"kmeans"``: k-means, taught by nearest centroid. ``"leiden"``: Leiden communities of a
         15-NN graph of the PCs at resolution 1, merged along the graph down to
         ``n_categories`` if there are more (:func:`cplmix_sc._graph.graph_start`; at most
-        ``MAX_TEACHER_CELLS`` cells, sampled), taught by nearest reference cell.
+        ``MAX_TEACHER_CELLS`` cells, sampled), taught by nearest reference cell. Either start
+        is fit on at most ``MAX_TEACHER_CELLS`` cells (a random sample of larger data).
         """
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        x = x.toarray() if sp.issparse(x) else np.asarray(x)
-        x = torch.as_tensor(x, dtype=torch.float32)
-        logx = log_normalise(x, x.sum(-1, keepdim=True)).numpy()
-        n_pcs = min(self.module.teacher_loadings.shape[1], logx.shape[1] - 1, logx.shape[0] - 1)
-        pca = PCA(n_pcs, random_state=settings.seed).fit(logx)
-        pcs = pca.transform(logx)
+        n_pcs = min(self.module.teacher_loadings.shape[1], x.shape[1] - 1, x.shape[0] - 1)
+        # sparse-aware: a large matrix is never densified whole (cplmix_sc._pca.log_pca)
+        pca_mean, pca_components, pcs = log_pca(x, n_pcs, settings.seed)
         k = self.module.n_categories
-        if init == "leiden":
+        if len(pcs) > MAX_TEACHER_CELLS:  # the start is fit on a sample of cells
             rng = np.random.default_rng(settings.seed)
-            keep = np.sort(rng.choice(len(pcs), min(len(pcs), MAX_TEACHER_CELLS), replace=False))
-            pcs = pcs[keep]
+            pcs = pcs[np.sort(rng.choice(len(pcs), MAX_TEACHER_CELLS, replace=False))]
+        if init == "leiden":
             labels = graph_start(pcs, k, seed=settings.seed)
             centers = np.stack([
                 pcs[labels == c].mean(0) if np.any(labels == c) else np.zeros(pcs.shape[1])
@@ -519,8 +562,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             labels, centers = km.labels_, km.cluster_centers_
         counts = np.bincount(labels, minlength=k)
         self.module.set_teacher(
-            torch.as_tensor(pca.mean_, dtype=torch.float32),
-            torch.as_tensor(pca.components_.T, dtype=torch.float32),
+            torch.as_tensor(pca_mean, dtype=torch.float32),
+            torch.as_tensor(pca_components.T, dtype=torch.float32),
             torch.as_tensor(centers, dtype=torch.float32),
             torch.as_tensor(counts + 1.0, dtype=torch.float32),
         )
@@ -676,7 +719,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                        annotate=False, **trainer_kwargs)
         self.module.eval()
         self.prune_history_ = pd.DataFrame(history)
-        if annotate:
+        if annotate and _is_global_zero():
             self.annotate(key_added=key_added)
         return self.prune_history_
 

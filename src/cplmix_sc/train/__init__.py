@@ -1,6 +1,15 @@
 """Training plans, data paths and the callbacks that keep long runs safe."""
 
 from ._callbacks import NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
+from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
 
-__all__ = ["CplMixTrainingPlan", "NonFiniteGuard", "NonFiniteLossError", "ResumableCheckpoint"]
+__all__ = [
+    "CplMixTrainingPlan",
+    "DeviceBatchLoader",
+    "DeviceDataSplitter",
+    "DeviceMatrix",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
+    "ResumableCheckpoint",
+]

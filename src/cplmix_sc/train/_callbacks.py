@@ -21,12 +21,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 class NonFiniteGuard(Callback):
-    """Stop at the first non-finite loss or gradient, before the optimiser step, and roll back.
+    """Stop at the first non-finite loss or gradient and roll back to the last good weights.
 
     At the start of every epoch the module's parameters and buffers (batch-norm statistics
     included) are copied; a NaN/inf loss (checked before the backward pass) or gradient
     (checked before the optimiser step) restores that copy, i.e. the weights at the end of the
     last complete epoch, and raises :class:`NonFiniteLossError` naming the phase and epoch.
+
+    On the CPU every step is checked at once (a check costs nothing there), before the
+    optimiser step. On an accelerator, waiting for the answer every step would stall the
+    device, so the checks are kept on the device and read once, at the end of the epoch
+    (``check="epoch"``): the error then names the first bad step and the epoch, and the
+    weights are still restored to the end of the previous epoch.
 
     Parameters
     ----------
@@ -34,37 +40,86 @@ class NonFiniteGuard(Callback):
         Name of the training phase, for the message (``"warmup"`` or ``"mixture"``).
     lr
         The learning rate, for the message.
+    check
+        ``"step"``: read every check at once; ``"epoch"``: keep them on the device and read
+        them at the end of the epoch; ``"auto"`` (default): ``"step"`` on the CPU, else
+        ``"epoch"``.
     """
 
-    def __init__(self, phase: str = "mixture", lr: float | None = None):
+    def __init__(self, phase: str = "mixture", lr: float | None = None, check: str = "auto"):
         super().__init__()
+        if check not in ("auto", "step", "epoch"):
+            raise ValueError(f"`check` must be 'auto', 'step' or 'epoch', got {check!r}.")
         self.phase = phase
         self.lr = lr
+        self.check = check
         self._snapshot: dict[str, torch.Tensor] | None = None
+        # deferred checks: first bad step (-1: none) and what was bad (1 loss, 2 gradient)
+        self._first_bad: torch.Tensor | None = None
+        self._what: torch.Tensor | None = None
+
+    def _deferred(self, pl_module) -> bool:
+        if self.check == "auto":
+            return pl_module.device.type != "cpu"
+        return self.check == "epoch"
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._snapshot = {k: v.detach().clone() for k, v in pl_module.module.state_dict().items()}
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)
+        self._what = torch.zeros((), dtype=torch.long, device=pl_module.device)
+
+    def _record(self, trainer, ok: torch.Tensor, code: int) -> None:
+        """Remember the first step whose check failed, on the device (no host sync)."""
+        first = (self._first_bad < 0) & ~ok
+        self._first_bad = torch.where(first, trainer.global_step, self._first_bad)
+        self._what = torch.where(first, code, self._what)
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss.detach()).all():
+        ok = torch.isfinite(loss.detach()).all()
+        if self._deferred(pl_module):
+            self._record(trainer, ok, 1)
+        elif not ok:
             self._fail(trainer, pl_module, f"the loss is {loss.detach().float().item()}")
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         named = [(n, p.grad) for n, p in pl_module.module.named_parameters() if p.grad is not None]
         if not named:
             return
-        # one fused reduction and one synchronisation per step; names only on failure
+        # one fused reduction; names only on failure
         norms = torch._foreach_norm([g for _, g in named])
-        if bool(torch.isfinite(torch.stack(norms)).all()):
+        ok = torch.isfinite(torch.stack(norms)).all()
+        if self._deferred(pl_module):
+            self._record(trainer, ok, 2)
+            return
+        if bool(ok):
             return
         bad = [n for n, g in named if not torch.isfinite(g).all()]
         self._fail(trainer, pl_module, f"the gradient of {', '.join(bad[:3])} is not finite")
 
-    def _fail(self, trainer, pl_module, what: str) -> None:
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._first_bad is None or not self._deferred(pl_module):
+            return
+        first_bad = int(self._first_bad)  # the one host sync of the epoch
+        if first_bad >= 0:
+            what = "the loss" if int(self._what) == 1 else "a gradient"
+            self._fail(
+                trainer, pl_module,
+                f"{what} first became non-finite at step {first_bad} (checked at the end of "
+                "the epoch on the device)",
+                deferred=True,
+            )
+
+    def _fail(self, trainer, pl_module, what: str, deferred: bool = False) -> None:
         epoch = trainer.current_epoch
         module = pl_module.module
         bad_params = [n for n, p in module.named_parameters() if not p.isfinite().all()]
-        if bad_params:
+        if deferred:  # later steps spread the NaN: the parameters cannot tell the cause
+            lr = f"lr={self.lr:g}; " if self.lr is not None else ""
+            cause = (
+                f"a learning rate too high for these data ({lr}try 10 times smaller), extreme "
+                "values in the input, or parameters changed outside the optimiser"
+            )
+        elif bad_params:
             cause = (
                 f"parameters were already non-finite ({', '.join(bad_params[:3])}), so they "
                 "were changed outside the optimiser"
@@ -159,8 +214,10 @@ class ResumableCheckpoint(Callback):
         self.meta = {**self.meta, "epochs_done": done, "phase_complete": last}
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / f".{CHECKPOINT_NAME}.tmp"
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
+        trainer.save_checkpoint(tmp)  # every rank calls it; under DDP only rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
+        trainer.strategy.barrier("cplmix_checkpoint")
 
     def state_dict(self) -> dict:
         return {"rng": get_rng_state(), "meta": self.meta}

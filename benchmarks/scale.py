@@ -1,0 +1,176 @@
+"""Scale: time per epoch and peak memory on simulated sparse data, never densified whole.
+
+    python benchmarks/scale.py                          # 100k and 1M cells x 2,000 genes
+    python benchmarks/scale.py --cells 100000 --steps 0 # a full epoch of 100k cells
+    python benchmarks/scale.py --cells 2000 --steps 5   # a quick dry run
+
+Each size runs in its own subprocess. The counts are simulated directly as a CSR matrix
+(about 5% non-zero, float32 values, int32 indices, types with their own marker genes), so
+that the full matrix never exists densely. The script prints the size of the sparse matrix,
+the time per training step and per epoch (``--steps N``: the epoch time is projected from N
+steps at the same batch size, and says so; ``--steps 0``: a full epoch is run), the time of
+the warm-up's teacher PCA (:func:`cplmix_sc._pca.log_pca`, sparse-aware), the peak resident
+memory of the whole process (``ru_maxrss``, simulation included) and the peak during
+training, both also as a multiple of the sparse matrix's size, with the device and the load.
+Training uses ``init="random"`` (no k-means over all cells) and ``annotate=False``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from speed import PeakRSS, device_name, load
+
+warnings.filterwarnings("ignore")
+
+
+def simulate_csr(n_cells: int, n_genes: int, density: float = 0.05, n_types: int = 20,
+                 seed: int = 0, chunk: int = 100_000):
+    """Sparse counts with ``n_types`` types (each raises its own 50 marker genes)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, n_types, n_cells)
+    markers = rng.integers(0, n_genes, (n_types, 50))
+    parts = []
+    for start in range(0, n_cells, chunk):
+        m = min(chunk, n_cells - start)
+        nnz_row = rng.binomial(n_genes, density, m)
+        nnz_row[nnz_row == 0] = 1
+        rows = np.repeat(np.arange(m, dtype=np.int32), nnz_row)
+        cols = rng.integers(0, n_genes, rows.size, dtype=np.int32)
+        # 30% of a cell's non-zeros are its type's markers
+        is_marker = rng.random(rows.size) < 0.3
+        which = rng.integers(0, 50, is_marker.sum())
+        cols[is_marker] = markers[types[start + rows[is_marker]], which]
+        vals = (1 + rng.poisson(1.0, rows.size)).astype(np.float32)
+        block = sp.csr_matrix((vals, (rows, cols)), shape=(m, n_genes), dtype=np.float32)
+        block.sum_duplicates()
+        parts.append(block)
+        del rows, cols, vals
+    x = sp.vstack(parts, format="csr", dtype=np.float32)
+    x.indices = x.indices.astype(np.int32, copy=False)
+    # every gene expressed at least once (setup_anndata refuses empty genes)
+    empty = np.flatnonzero(np.asarray((x > 0).sum(0)).ravel() == 0)
+    if empty.size:
+        fix = (np.ones(empty.size, np.float32), (np.arange(empty.size) % n_cells, empty))
+        x = (x + sp.csr_matrix(fix, shape=x.shape, dtype=np.float32)).tocsr()
+    return x, types
+
+
+def csr_bytes(x) -> int:
+    return x.data.nbytes + x.indices.nbytes + x.indptr.nbytes
+
+
+def worker(args) -> dict:
+    import logging
+
+    import scvi
+    from anndata import AnnData
+    from lightning.pytorch import Callback
+
+    import cplmix_sc
+    from cplmix_sc._pca import log_pca
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    scvi.settings.seed = 0
+    t0 = time.perf_counter()
+    x, _ = simulate_csr(args.cells, args.genes, args.density)
+    out = {"n_cells": args.cells, "n_genes": args.genes, "nnz": int(x.nnz),
+           "density": round(x.nnz / (args.cells * args.genes), 4),
+           "sparse_gib": round(csr_bytes(x) / 2**30, 6), "device": device_name(),
+           "simulate_s": round(time.perf_counter() - t0, 1)}
+    adata = AnnData(x)
+    cplmix_sc.CplMixVAE.setup_anndata(adata)
+    model = cplmix_sc.CplMixVAE(adata, n_categories=args.k)
+    with PeakRSS() as mem_pca:
+        t0 = time.perf_counter()
+        log_pca(x, 30, seed=0)
+        out["teacher_pca_s"] = round(time.perf_counter() - t0, 1)
+    out["teacher_pca_peak_gib"] = round(mem_pca.peak / 2**30, 3)
+
+    class Clock(Callback):
+        def __init__(self):
+            self.times = []
+
+        def on_train_batch_start(self, *a):
+            self.t = time.perf_counter()
+
+        def on_train_batch_end(self, *a):
+            self.times.append(time.perf_counter() - self.t)
+
+    clock = Clock()
+    kw = {"limit_train_batches": args.steps} if args.steps else {}
+    steps_per_epoch = int(np.ceil(args.cells / args.batch_size))
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        model.train(max_epochs=1, init="random", batch_size=args.batch_size, annotate=False,
+                    enable_progress_bar=False, callbacks=[clock],
+                    data_on_device=args.data_on_device, **kw)
+        wall = time.perf_counter() - t0
+    step = float(np.median(clock.times[1:] if len(clock.times) > 1 else clock.times))
+    out.update(
+        batch_size=args.batch_size,
+        steps_run=len(clock.times),
+        s_per_step=round(step, 4),
+        s_per_epoch=round(step * steps_per_epoch, 1) if args.steps else round(wall, 1),
+        epoch_projected=bool(args.steps),
+        train_wall_s=round(wall, 1),
+        peak_train_gib=round(mem.peak / 2**30, 3),
+        max_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        load=load(),
+    )
+    out["peak_train_x_sparse"] = round(out["peak_train_gib"] / out["sparse_gib"], 2)
+    out["max_rss_x_sparse"] = round(out["max_rss_gib"] / out["sparse_gib"], 2)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cells", default="100000,1000000")
+    p.add_argument("--genes", type=int, default=2000)
+    p.add_argument("--density", type=float, default=0.05)
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=30, help="steps to time (0: a full epoch)")
+    p.add_argument("--data-on-device", default="auto", type=lambda s: {"true": True,
+                   "false": False}.get(s.lower(), s))
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        args.cells = int(args.cells)
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return
+    for n in args.cells.split(","):
+        cmd = [sys.executable, __file__, "--worker", "--cells", n, "--genes", str(args.genes),
+               "--density", str(args.density), "--k", str(args.k),
+               "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+               "--data-on-device", str(args.data_on_device)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{n} cells failed (exit {proc.returncode})")
+        r = json.loads(line[0][7:])
+        epoch = f"{r['s_per_epoch']}s" + (" (projected)" if r["epoch_projected"] else "")
+        print(f"[{r['device']}] {r['n_cells']:,} cells x {r['n_genes']:,} genes, "
+              f"{r['density']:.1%} non-zero, sparse {r['sparse_gib']} GiB: "
+              f"batch {r['batch_size']} s/step={r['s_per_step']} epoch={epoch} "
+              f"teacher PCA {r['teacher_pca_s']}s; peak RSS training {r['peak_train_gib']} GiB "
+              f"({r['peak_train_x_sparse']}x sparse), process max {r['max_rss_gib']} GiB "
+              f"({r['max_rss_x_sparse']}x) | {r['load']}", flush=True)
+        print("    " + json.dumps(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Top PCs of log-normalised counts without densifying a large matrix (the warm-up's teacher)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.decomposition import PCA
+
+from .module import log_normalise
+
+#: matrices with at most this many entries are densified whole (exactly the historical path)
+MAX_DENSE_ENTRIES = 25_000_000
+#: rows densified at a time when projecting a large matrix
+CHUNK_ENTRIES = 8_000_000
+
+
+def _log_rows(x) -> np.ndarray:
+    """Dense float32 ``log1p(x / library * 1e4)`` of some rows (as ``module.log_normalise``)."""
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    return log_normalise(x, x.sum(-1, keepdim=True)).numpy()
+
+
+def log_pca(x, n_pcs: int, seed: int | None, max_fit_cells: int | None = None):
+    """PCA of log-normalised counts: ``(mean, components, pcs)``.
+
+    ``mean`` is ``(G,)``, ``components`` ``(n_pcs, G)`` and ``pcs`` ``(n_cells, n_pcs)``. A
+    matrix of at most :data:`MAX_DENSE_ENTRIES` entries is densified and given to
+    :class:`sklearn.decomposition.PCA` whole (as the teacher always did). A larger one is
+    never densified whole: the PCA is fitted on a random sample of cells (as many as fit in
+    :data:`MAX_DENSE_ENTRIES` entries, at least ``max_fit_cells``) and all cells are projected
+    a chunk of rows at a time.
+    """
+    n, g = x.shape
+    if n * g <= MAX_DENSE_ENTRIES:
+        logx = _log_rows(x)
+        pca = PCA(n_pcs, random_state=seed).fit(logx)
+        return pca.mean_, pca.components_, pca.transform(logx)
+    n_fit = min(n, max(MAX_DENSE_ENTRIES // g, max_fit_cells or 0))
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, n_fit, replace=False))
+    pca = PCA(n_pcs, random_state=seed).fit(_log_rows(x[sample]))
+    pcs = np.empty((n, pca.n_components_), dtype=np.float32)
+    step = max(CHUNK_ENTRIES // g, 1)
+    for start in range(0, n, step):
+        pcs[start : start + step] = pca.transform(_log_rows(x[start : start + step]))
+    return pca.mean_, pca.components_, pcs
