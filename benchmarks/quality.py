@@ -111,7 +111,28 @@ def run(task: str, method: str, seed: int) -> dict:
         sil = cplmix_sc.metrics.silhouette_by_pcs(log_pcs(adata, 10, seed=0), {"p": pred},
                                                   n_pcs=(10,))
         row["silhouette_10pc"] = float(sil.loc[0, "silhouette"])
+    row["labels"] = np.asarray(pred).astype(str)
     return row
+
+
+def seed_agreement(rows: list[dict]) -> str:
+    """Mean ARI between the labels of different seeds, next to the mean ARI with the truth."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    lines = ["| task | method | seeds | ARI between seeds (mean) | ARI with the labels (mean) |",
+             "|---|---|---|---|---|"]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["method"]), []).append(r)
+    for (task, method), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        pairs = [adjusted_rand_score(a["labels"], b["labels"]) for a, b in combinations(rs, 2)]
+        lines.append(f"| {task} | {method} | {len(rs)} | {np.mean(pairs):.3f} | "
+                     f"{np.mean([r['ari'] for r in rs]):.3f} |")
+    return "\n".join(lines)
 
 
 def table(runs: pd.DataFrame) -> str:
@@ -148,15 +169,16 @@ def main() -> None:
             for seed in map(int, args.seeds.split(",")):
                 row = run(task, method, seed)
                 rows.append(row)
-                print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
-                      flush=True)
-    runs = pd.DataFrame(rows)
+                print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
+                       if k != "labels"}, flush=True)
+    runs = pd.DataFrame([{k: v for k, v in r.items() if k != "labels"} for r in rows])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out.with_name(out.stem + "_runs.csv"), index=False)
     text = (f"# Quality benchmark\n\nCommand: `python benchmarks/quality.py --tasks {args.tasks} "
             f"--methods {args.methods} --seeds {args.seeds}` (CPU, {time.strftime('%Y-%m-%d')})\n\n"
-            + table(runs) + "\n")
+            + table(runs) + "\n\nAgreement between seeds (the same method and task):\n\n"
+            + seed_agreement(rows) + "\n")
     out.write_text(text)
     print(text)
 
