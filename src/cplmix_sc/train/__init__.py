@@ -1,6 +1,13 @@
 """Training plans, data paths and the callbacks that keep long runs safe."""
 
+from ._augmenter_plan import AugmenterTrainingPlan
 from ._callbacks import NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
 from ._plan import CplMixTrainingPlan
 
-__all__ = ["CplMixTrainingPlan", "NonFiniteGuard", "NonFiniteLossError", "ResumableCheckpoint"]
+__all__ = [
+    "AugmenterTrainingPlan",
+    "CplMixTrainingPlan",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
+    "ResumableCheckpoint",
+]
