@@ -206,3 +206,39 @@ def test_learned_needs_augmenter_and_same_genes(trained):
     # the other augmentations are still there
     for choice in ("simple", "none"):
         assert CplMixVAE(adata, n_categories=3, augmentation=choice).module.augmentation == choice
+
+
+def test_augmentation_plot_draws_the_data(trained, tmp_path):
+    import matplotlib.pyplot as plt
+
+    adata, aug = trained
+    copies = aug.augment(seed=0)
+    real = adata.copy()
+    cplmix_sc.tl.embed_augmented(real, copies)
+    assert real.obsm["X_aug_pca"].shape == (real.n_obs, 2)
+    assert copies.obsm["X_aug_pca"].shape == (copies.n_obs, 2)
+    gene = str(real.var_names[0])
+    fig = cplmix_sc.pl.augmentation(real, copies, genes=[gene], color="type", show=False,
+                                    save=tmp_path / "aug.png")
+    assert (tmp_path / "aug.png").exists()
+    ax_gene, ax_real, ax_aug = fig.axes[:3]
+    # histograms: real and augmented densities of that gene, each integrating to 1
+    def lognorm(a):
+        x = a.X.toarray()
+        return np.log1p(x / x.sum(1, keepdims=True) * 1e4)[:, 0]
+
+    values, copy_values = lognorm(real), lognorm(copies)
+    edges = np.histogram_bin_edges(np.concatenate([values, copy_values]), bins=30)
+    patches = ax_gene.patches
+    assert len(patches) == 60
+    for drawn, v in ((patches[:30], values), (patches[30:], copy_values)):
+        heights = np.array([p.get_height() for p in drawn])
+        expected, _ = np.histogram(v, bins=edges, density=True)
+        np.testing.assert_allclose(heights, expected, rtol=1e-5)
+    # embedding: the points drawn are the coordinates, in the same limits
+    np.testing.assert_allclose(ax_real.collections[0].get_offsets(), real.obsm["X_aug_pca"])
+    np.testing.assert_allclose(ax_aug.collections[0].get_offsets(), copies.obsm["X_aug_pca"])
+    assert ax_real.get_xlim() == ax_aug.get_xlim()
+    plt.close(fig)
+    with pytest.raises(KeyError, match="embed_augmented"):
+        cplmix_sc.pl.augmentation(adata, copies, genes=[gene], show=False)
