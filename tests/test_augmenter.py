@@ -42,7 +42,7 @@ def _noise_grad(module, term: str) -> float:
     module.zero_grad()
     tensors = _batch(g=module.n_input)
     inf, gen = module.inference(tensors[REGISTRY_KEYS.X_KEY]), None
-    gen = module.generative(inf["z"], inf["z_noisy"])
+    gen = module.generative(inf["z"], inf["z_noisy"], tensors[REGISTRY_KEYS.X_KEY])
     x = tensors[REGISTRY_KEYS.X_KEY]
     if term == "triplet":
         value = module.triplet(x, gen).mean()
@@ -54,10 +54,12 @@ def _noise_grad(module, term: str) -> float:
     return float(sum(p.grad.norm() for p in noise_path if p.grad is not None))
 
 
+@pytest.mark.parametrize("output", ["residual", "decoder"])
 @pytest.mark.parametrize("term", ["triplet", "adversarial"])
-def test_gradient_reaches_noise_path(term):
+def test_gradient_reaches_noise_path(term, output):
     torch.manual_seed(0)
-    module = AugmenterModule(n_input=50, margin=1.0)  # margin large: the hinge is active
+    # margin large: the hinge is active
+    module = AugmenterModule(n_input=50, margin=1.0, output=output)
     module.train()
     assert _noise_grad(module, term) > 1e-6
 

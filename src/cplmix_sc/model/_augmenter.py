@@ -80,8 +80,8 @@ class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
         n_noise: int = 10,
         n_hidden: int = 128,
         n_layers: int = 2,
-        margin: float = 0.05,
-        gamma: float = 0.01,
+        margin: float = 0.01,
+        gamma: float = 1.0,
         **module_kwargs,
     ):
         n_latent = check_int("n_latent", n_latent, 1)
@@ -171,8 +171,8 @@ class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Default: about 1,500 optimiser steps' worth, between 20 and 300 epochs (125
-            epochs for the 3,005 Zeisel cells, about a CPU minute on one thread).
+            Default: about 400 optimiser steps' worth, between 10 and 200 epochs (33
+            epochs for the 3,005 Zeisel cells).
         lr
             Adam learning rate of G and D.
         batch_size
@@ -198,7 +198,7 @@ class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
             )
         if max_epochs is None:
             steps = max(1, int(np.ceil(n_train / batch_size)))
-            max_epochs = int(np.clip(1_500 // steps, 20, 300))
+            max_epochs = int(np.clip(400 // steps, 10, 200))
         max_epochs = check_int("max_epochs", max_epochs, 1)
         if adversarial_warmup_epochs is None:
             adversarial_warmup_epochs = max_epochs // 5
