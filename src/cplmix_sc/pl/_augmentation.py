@@ -104,6 +104,8 @@ def augmentation(
         axs[0].legend(fontsize=7)
     if basis is not None:
         _embedding(axs[-2:], adata, augmented, basis, color)
+    if ax is None:
+        fig.tight_layout()
     _finish(fig, save, show)
     return fig
 
