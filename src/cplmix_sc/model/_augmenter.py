@@ -55,8 +55,10 @@ class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
     gamma
         γ of Eq. 70, weight of ``KL(q(z|x) || q(z|x, n))``.
     **module_kwargs
-        Further :class:`~cplmix_sc.module.AugmenterModule` arguments (``noise_scale``,
-        ``triplet_weight``, ``adversarial_weight``, ``kl_weight``, ``dropout``).
+        Further :class:`~cplmix_sc.module.AugmenterModule` arguments (``output``:
+        ``"residual"`` copies, the default, or the paper's ``"decoder"`` copies;
+        ``noise_scale``, ``triplet_weight``, ``adversarial_weight``, ``kl_weight``,
+        ``dropout``). See ``docs/augmenter.md`` for what was measured.
 
     Examples
     --------
