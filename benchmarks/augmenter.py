@@ -221,10 +221,12 @@ def part_ablation(args) -> None:
 def write_table(runs_csv: Path, args) -> None:
     runs = pd.read_csv(runs_csv)
     text = ("# Ablation: learned augmenter vs simple perturbation vs none vs one arm\n\n"
-            f"Command: `python benchmarks/augmenter.py --part ablation --tasks {args.tasks} "
-            f"--seeds {args.seeds}` (CPU, {time.strftime('%Y-%m-%d')}); CplMixVAE defaults, "
-            "K = number of reference types; one augmenter per task (defaults, seed 0).\n\n"
-            + table(runs) + "\n")
+            "Command: `python benchmarks/augmenter.py --part ablation [--tasks ...] [--variants "
+            "...] [--seeds ...] --resume` (each finished run is a row of "
+            f"`augmenter_runs.csv`; the `seeds` column says how many runs each mean has; CPU, "
+            f"{time.strftime('%Y-%m-%d')}). CplMixVAE defaults, K = number of reference types; "
+            "one augmenter per task (defaults, seed 0). `seconds` is wall clock on a shared, "
+            "heavily loaded 2-core machine.\n\n" + table(runs) + "\n")
     (RESULTS / "augmenter.md").write_text(text)
 
 

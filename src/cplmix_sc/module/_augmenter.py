@@ -316,8 +316,15 @@ class AugmenterModule(BaseModuleClass):
         """
         b = x.shape[0]
         xs = x.repeat(n_copies, 1)
-        z = self._clean_code(xs)
-        z_noisy = self._noisy_code(xs) if noise else z
+        # the encoder once per cell (eval-mode batch norm acts per cell), then per copy
+        h = self.encoder(log_normalise(x, x.sum(-1, keepdim=True))).repeat(n_copies, 1)
+        qz_m, qz_v = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0).exp()
+        z = qz_m + qz_v.sqrt() * torch.randn_like(qz_m)
+        z_noisy = z
+        if noise:
+            n = self.noise_scale * torch.randn(h.shape[0], self.n_noise, device=x.device)
+            m, v = self._noisy_posterior(h, qz_m, n)
+            z_noisy = m + v.sqrt() * torch.randn_like(m)
         px = self.generative(z, z_noisy, xs)["px_noisy"]
         mu = xs.sum(-1, keepdim=True) * px
         theta = self._copy_theta()
@@ -333,16 +340,3 @@ class AugmenterModule(BaseModuleClass):
         """
         hn = self.noise_encoder(torch.cat([h, noise], dim=-1))
         return qz_m + self.zn_mean(hn), self.zn_logvar(hn).clamp(-12.0, 8.0).exp()
-
-    def _clean_code(self, x: torch.Tensor) -> torch.Tensor:
-        """A draw of ``z ~ q(z|x)``."""
-        h = self.encoder(log_normalise(x, x.sum(-1, keepdim=True)))
-        m, v = self.z_mean(h), self.z_logvar(h).clamp(-12.0, 8.0).exp()
-        return m + v.sqrt() * torch.randn_like(m)
-
-    def _noisy_code(self, x: torch.Tensor) -> torch.Tensor:
-        """A draw of ``z_n ~ q(z|x, n)`` with fresh noise (also in eval mode)."""
-        h = self.encoder(log_normalise(x, x.sum(-1, keepdim=True)))
-        noise = self.noise_scale * torch.randn(x.shape[0], self.n_noise, device=x.device)
-        m, v = self._noisy_posterior(h, self.z_mean(h), noise)
-        return m + v.sqrt() * torch.randn_like(m)
