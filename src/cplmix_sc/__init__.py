@@ -3,11 +3,21 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, genesets, metrics, module, pl, tl, train
-from .model import CplMixVAE
+from .model import Augmenter, CplMixVAE
 
 try:
     __version__ = version("cplmix-sc")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["CplMixVAE", "datasets", "genesets", "metrics", "module", "pl", "tl", "train"]
+__all__ = [
+    "Augmenter",
+    "CplMixVAE",
+    "datasets",
+    "genesets",
+    "metrics",
+    "module",
+    "pl",
+    "tl",
+    "train",
+]

@@ -1,5 +1,6 @@
 """User-facing models."""
 
+from ._augmenter import Augmenter
 from ._cplmixvae import CplMixVAE
 
-__all__ = ["CplMixVAE"]
+__all__ = ["Augmenter", "CplMixVAE"]

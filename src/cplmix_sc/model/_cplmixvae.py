@@ -38,6 +38,7 @@ from .._validation import (
 )
 from ..metrics import arm_consensus
 from ..module import CplMixVAEModule
+from ..module._augment import AUGMENTATIONS
 from ..train import CplMixTrainingPlan
 from ..train._callbacks import (
     CHECKPOINT_NAME,
@@ -47,6 +48,7 @@ from ..train._callbacks import (
     set_rng_state,
 )
 from ..train._data import DeviceDataSplitter
+from ._augmenter import Augmenter
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +118,14 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     temperature
         Gumbel-softmax temperature τ.
     augmentation
-        ``"simple"`` (binomial thinning, a fresh copy per arm and step) or ``"none"``.
+        ``"simple"`` (binomial thinning, a fresh copy per arm and step), ``"learned"`` (a
+        fresh copy per arm and step from ``augmenter``) or ``"none"``. Default: ``"learned"``
+        if an ``augmenter`` is given, else ``"simple"``.
+    augmenter
+        A trained :class:`~cplmix_sc.Augmenter` on the same genes (names and order). A frozen
+        copy of it is built into the module (saved and loaded with the model; never trained
+        further), and every training mini-batch gives each arm a fresh noisy copy of every
+        cell, generated on the model's device.
     **module_kwargs
         Further :class:`~cplmix_sc.module.CplMixVAEModule` arguments (``n_hidden``,
         ``n_layers``, ``n_bottleneck``, ``thinning``, ``input_dropout``, ``state_dropout``,
@@ -148,7 +157,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         usage_weight: float = 3.0,
         usage_target: Literal["uniform", "teacher"] = "teacher",
         temperature: float = 1.0,
-        augmentation: Literal["simple", "none"] = "simple",
+        augmentation: Literal["simple", "learned", "none"] | None = None,
+        augmenter: Augmenter | None = None,
         **module_kwargs,
     ):
         n_categories = check_int("n_categories", n_categories, 2)
@@ -158,6 +168,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         check_choice("likelihood", likelihood, ("nb", "gaussian"))
         super().__init__(adata)
         self._check_data_for_model(n_categories, likelihood)
+        augmentation = self._resolve_augmenter(augmentation, augmenter, module_kwargs)
         self.module = self._module_cls(
             n_input=self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch if self._has_batch else 0,
@@ -176,9 +187,49 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         )
         self._model_summary_string = (
             f"CplMixVAE: {n_arms} arms, {n_categories} categories, state dim {n_state}, "
-            f"likelihood {likelihood}, coupling {coupling} (λ={coupling_weight})."
+            f"likelihood {likelihood}, coupling {coupling} (λ={coupling_weight}), "
+            f"augmentation {augmentation}."
         )
+        if augmenter is not None:
+            self.module.set_augmenter(augmenter.module)
+        augmenter = None  # its architecture is in module_kwargs, its weights in the module
         self.init_params_ = self._get_init_params(locals())
+
+    def _resolve_augmenter(self, augmentation, augmenter, module_kwargs: dict) -> str:
+        """Check ``augmentation``/``augmenter``; put the augmenter's sizes in ``module_kwargs``."""
+        has_saved = module_kwargs.get("augmenter_kwargs") is not None  # load() rebuilds it
+        if augmentation is None:
+            augmentation = "learned" if augmenter is not None or has_saved else "simple"
+        check_choice("augmentation", augmentation, AUGMENTATIONS)
+        if augmenter is None:
+            if augmentation == "learned" and not has_saved:
+                raise ValueError(
+                    'augmentation="learned" needs a trained augmenter: train '
+                    "aug = cplmix_sc.Augmenter(adata) on the same genes, then build "
+                    "CplMixVAE(adata, augmenter=aug)."
+                )
+            return augmentation
+        if not isinstance(augmenter, Augmenter):
+            raise TypeError(f"`augmenter` must be a cplmix_sc.Augmenter, got {type(augmenter)}.")
+        if augmentation != "learned":
+            raise ValueError(
+                f'augmentation="{augmentation}" does not use the augmenter; pass '
+                'augmentation="learned" (or leave it out), or drop `augmenter=`.'
+            )
+        if not augmenter.is_trained_:
+            raise ValueError("The augmenter is not trained: call `aug.train()` first.")
+        genes, names = augmenter.gene_names, self.adata.var_names
+        if len(genes) != len(names) or not (genes == names).all():
+            n_missing = len(genes.difference(names))
+            order = ", same genes in another order" if n_missing == 0 else ""
+            raise ValueError(
+                f"The augmenter was trained on {len(genes)} genes, this AnnData has "
+                f"{len(names)} ({n_missing} of the augmenter's genes missing{order}). Train "
+                "the augmenter on the model's genes (same names, same order), or build the "
+                "model on adata[:, aug.gene_names].copy()."
+            )
+        module_kwargs["augmenter_kwargs"] = augmenter.module_kwargs
+        return augmentation
 
     @property
     def _has_batch(self) -> bool:

@@ -1,6 +1,7 @@
 """Networks and losses (what the user-facing models are built from)."""
 
 from ._arms import ArmBatchNorm, ArmLinear, ArmMLP
+from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS, aitchison_sq, clr, sigma_sq
 from ._cplmixvae import LIKELIHOODS, CplMixVAEModule, log_normalise
 
@@ -10,6 +11,7 @@ __all__ = [
     "ArmBatchNorm",
     "ArmLinear",
     "ArmMLP",
+    "AugmenterModule",
     "CplMixVAEModule",
     "aitchison_sq",
     "clr",

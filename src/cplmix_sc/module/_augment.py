@@ -1,14 +1,15 @@
 """On-device perturbations that give each arm its own copy of a cell (supplement sec. A, F).
 
-The learned augmenter (sec. F) is a separate model; it plugs into the same hook
-(:meth:`CplMixVAEModule.make_copies`). The perturbations here are cheap and label-free.
+``"learned"``: the copies come from a trained, frozen :class:`AugmenterModule` (sec. F) held
+by the CplMixVAE module (:meth:`CplMixVAEModule.make_copies`). ``"simple"`` and ``"none"``
+are cheap and label-free.
 """
 
 from __future__ import annotations
 
 import torch
 
-AUGMENTATIONS = ("simple", "none")
+AUGMENTATIONS = ("simple", "learned", "none")
 
 
 def thin_counts(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:

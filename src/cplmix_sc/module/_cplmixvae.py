@@ -79,7 +79,9 @@ class CplMixVAEModule(BaseModuleClass):
     temperature
         Gumbel-softmax temperature τ (paper: 1).
     augmentation
-        ``"simple"``: binomial thinning, a fresh copy per arm and step; ``"none"``.
+        ``"simple"``: binomial thinning, a fresh copy per arm and step; ``"learned"``: a
+        fresh copy per arm and step from the frozen learned augmenter (``augmenter_kwargs``);
+        ``"none"``.
     thinning
         Fraction of UMIs kept by the ``"simple"`` augmentation.
     input_dropout
@@ -98,6 +100,11 @@ class CplMixVAEModule(BaseModuleClass):
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
         plus a linear effect of the state (monotone traversals by construction; it measured
         worse on Zeisel, ARI 0.30).
+    augmenter_kwargs
+        Constructor arguments of an :class:`~cplmix_sc.module.AugmenterModule`; required by
+        ``augmentation="learned"``. The augmenter is built here (so save/load rebuild it and
+        its weights travel in the state dict), frozen (no gradients, not in the optimiser)
+        and always in eval mode; :meth:`set_augmenter` copies trained weights in.
     """
 
     def __init__(
@@ -117,13 +124,14 @@ class CplMixVAEModule(BaseModuleClass):
         usage_weight: float = 3.0,
         usage_target: Literal["uniform", "teacher"] = "teacher",
         temperature: float = 1.0,
-        augmentation: Literal["simple", "none"] = "simple",
+        augmentation: Literal["simple", "learned", "none"] = "simple",
         thinning: float = 0.8,
         input_dropout: float = 0.1,
         state_dropout: float = 0.0,
         n_teacher_pcs: int = 30,
         warmup_weight: float = 100.0,
         decoder: Literal["mlp", "linear"] = "mlp",
+        augmenter_kwargs: dict | None = None,
     ):
         super().__init__()
         check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -145,6 +153,23 @@ class CplMixVAEModule(BaseModuleClass):
         self.temperature = temperature
         self.augmentation = augmentation
         self.thinning = thinning
+        if augmentation == "learned" and augmenter_kwargs is None:
+            raise ValueError(
+                'augmentation="learned" needs a trained augmenter: build the model with '
+                "CplMixVAE(adata, augmenter=aug) (aug a trained cplmix_sc.Augmenter)."
+            )
+        self.augmenter = None
+        if augmenter_kwargs is not None:
+            if augmenter_kwargs.get("n_input") != n_input:
+                raise ValueError(
+                    f"The augmenter was built for {augmenter_kwargs.get('n_input')} genes, the "
+                    f"model has {n_input}; train the augmenter on the model's genes."
+                )
+            from ._augmenter import AugmenterModule  # it imports log_normalise from here
+
+            self.augmenter = AugmenterModule(**augmenter_kwargs)
+            self.augmenter.requires_grad_(False)
+            self.augmenter.eval()
         #: "mixture" (the model) or "warmup" (the model plus a pull of q(c|x) towards the
         #: teacher clustering stored in the ``teacher_*`` buffers; see :meth:`set_teacher`)
         self.phase = "mixture"
@@ -207,10 +232,31 @@ class CplMixVAEModule(BaseModuleClass):
             "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
         }
 
+    def train(self, mode: bool = True):
+        """Set train/eval mode; the frozen augmenter always stays in eval mode."""
+        super().train(mode)
+        if self.augmenter is not None:
+            self.augmenter.eval()
+        return self
+
+    @torch.no_grad()
+    def set_augmenter(self, augmenter: nn.Module) -> None:
+        """Copy a trained augmenter's weights into the frozen one built by the constructor."""
+        if self.augmenter is None:
+            raise ValueError("This module has no augmenter (built without augmenter_kwargs).")
+        self.augmenter.load_state_dict(augmenter.state_dict())
+        self.augmenter.eval()
+
     def make_copies(self, x: torch.Tensor) -> torch.Tensor:
-        """One copy of the mini-batch per arm, ``(A, B, G)``; perturbed only in training."""
+        """One copy of the mini-batch per arm, ``(A, B, G)``; perturbed only in training.
+
+        ``"learned"``: each arm gets its own noisy copy from the frozen augmenter, generated
+        on the device with fresh noise and NB counts every step.
+        """
         if self.training and self.augmentation == "simple":
             return thin_counts(x, self.n_arms, self.thinning)
+        if self.training and self.augmentation == "learned":
+            return self.augmenter.sample_counts(x, self.n_arms)
         return x.unsqueeze(0).expand(self.n_arms, *x.shape)
 
     @auto_move_data

@@ -1,10 +1,12 @@
 """Training plans, data paths and the callbacks that keep long runs safe."""
 
+from ._augmenter_plan import AugmenterTrainingPlan
 from ._callbacks import NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
 
 __all__ = [
+    "AugmenterTrainingPlan",
     "CplMixTrainingPlan",
     "DeviceBatchLoader",
     "DeviceDataSplitter",
