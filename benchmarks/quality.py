@@ -9,7 +9,8 @@ categories it also reports the taxonomy-level accuracy (types and ``level2`` mer
 ``level1``, Fig. S10) and the silhouette of the labels on the top 10 PCs (sec. M). Methods:
 CplMixVAE with its defaults (2 arms), the single-arm model, CplMixVAE given 1.7 x as many
 categories as reference types (``cplmix_over``), CplMixVAE started from its graph start
-(``cplmix_leiden``, ``train(init="leiden")``), PCA + Leiden (resolution searched to give K
+(``cplmix_leiden``, ``train(init="leiden")``, the default since 2026-11-27) or from k-means
+(``cplmix_kmeans``, the default before), PCA + Leiden (resolution searched to give K
 clusters), PCA + Leiden at scanpy's default resolution 1 (``leiden_res1``, any number of
 clusters), the graph start alone (``graph``: Leiden at resolution 1 merged along the graph down
 to K), k-means on 30 PCs, scVI (10 latent dims) + Leiden at K. Writes a markdown
@@ -72,14 +73,14 @@ def run(task: str, method: str, seed: int) -> dict:
     scvi.settings.seed = seed
     t0 = time.perf_counter()
     state = None
-    if method in ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden"):
+    if method in ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden", "cplmix_kmeans"):
         cplmix_sc.CplMixVAE.setup_anndata(adata)
         # cplmix_over: 1.7 x as many categories as reference types (80 for Zeisel's 47)
         n_cat = round(1.7 * k) if method == "cplmix_over" else k
         model = cplmix_sc.CplMixVAE(adata, n_categories=n_cat,
                                     n_arms=1 if method == "cplmix_1arm" else 2)
-        model.train(init="leiden" if method == "cplmix_leiden" else "kmeans",
-                    enable_progress_bar=False)
+        init = {"cplmix_leiden": "leiden", "cplmix_kmeans": "kmeans"}.get(method)
+        model.train(enable_progress_bar=False, **({"init": init} if init else {}))
         pred = adata.obs["cpl_type"].to_numpy()
         state = adata.obsm["X_cpl_state"]
     elif method == "kmeans":

@@ -113,7 +113,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         Weight of ``KL(mean posterior over a mini-batch || target proportions)``: keeps
         categories in use.
     usage_target
-        ``"teacher"`` (default): the proportions of the k-means start, so categories stay
+        ``"teacher"`` (default): the proportions of the starting clustering, so categories stay
         alive without being forced to equal sizes; ``"uniform"``: equal proportions.
     temperature
         Gumbel-softmax temperature τ.
@@ -323,7 +323,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         self,
         max_epochs: int | None = None,
         pretrain_epochs: int | None = None,
-        init: Literal["kmeans", "leiden", "random"] = "kmeans",
+        init: Literal["kmeans", "leiden", "random"] = "leiden",
         lr: float = 1e-3,
         batch_size: int = 256,
         train_size: float = 1.0,
@@ -342,8 +342,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
 
         Training has two phases. Unless ``init="random"`` (the paper) or the model was already
         trained, a warm-up of ``pretrain_epochs`` trains the full model while pulling every
-        arm's ``q(c|x)`` towards a k-means clustering of the top 30 PCs of log-normalised
-        counts (same category indices in every arm). Then the coupled mixture model alone is
+        arm's ``q(c|x)`` towards a clustering of the top 30 PCs of log-normalised counts
+        (``init``; same category indices in every arm). Then the coupled mixture model alone is
         trained for ``max_epochs`` and refines, merges or splits those starting types.
 
         A NaN or infinite loss or gradient stops training with
@@ -357,18 +357,23 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             Epochs of the coupled mixture phase. Default: about 1,200 optimiser steps' worth,
             between 20 and 400 epochs (100 epochs for the 3,005 Zeisel cells).
         pretrain_epochs
-            Epochs of the warm-up towards the k-means start; default ``max_epochs // 10``.
-            Longer warm-ups lock the k-means partition in (on Zeisel, 25 epochs kept 46
-            k-means-like categories at ARI 0.28; 10 epochs let the model reach 0.41).
+            Epochs of the warm-up towards the starting categories; default
+            ``max_epochs // 10``. Longer warm-ups lock the start in (on Zeisel, 25 epochs from
+            k-means kept 46 k-means-like categories at ARI 0.28).
         init
-            Starting categories of the warm-up: ``"kmeans"`` (default), ``"leiden"`` (a Leiden
-            clustering of a 15-NN graph of the same PCs, resolution searched for
-            ``n_categories`` clusters) or ``"random"`` (no pretraining, as in the paper). The
-            model keeps and refines a good start but rarely escapes a poor one: where a graph
-            clustering separates the types and k-means cuts them (a strong state), use
-            ``"leiden"`` (simulator ``marker_effect=1.3``, seed 0: ARI 0.953 and state
-            |Spearman| 0.973 from a Leiden start at 0.976, vs 0.21 from k-means); on Zeisel
-            k-means starts better (``benchmarks/results/levers.md``).
+            Starting categories of the warm-up, from the top 30 PCs of log-normalised counts:
+            ``"leiden"`` (default; the graph start: Leiden communities of a 15-NN graph at
+            resolution 1, merged along the graph down to ``n_categories`` when there are
+            more, :func:`cplmix_sc._graph.graph_start`; extra categories start empty),
+            ``"kmeans"`` (k-means with ``n_categories`` clusters) or ``"random"`` (no
+            pretraining, as in the paper). The model keeps and refines a good start but
+            rarely escapes a poor one. Where a strong continuous state stretches each type,
+            k-means cuts the types into pieces and the graph start does not: on the
+            simulator at the issue's difficulty (``marker_effect=1.2``, seed 0) the default
+            reaches ARI 0.83 and state recovery 0.90 where the k-means start gives 0.15. On
+            Zeisel the two starts end close (47 categories, seed 0: ARI 0.354 vs 0.369; 7
+            categories: 0.717 vs 0.778); ``"kmeans"`` is the better choice for few, compact
+            types. Figures: ``docs/model.md`` and ``benchmarks/results/``.
         lr
             Adam learning rate (paper: 1e-3).
         batch_size
