@@ -8,8 +8,9 @@ Data (as in ``quality.py``): ``zeisel47`` (Zeisel vs level2, 47 categories), ``z
 level1, 7), ``sim`` (the default simulator, 12 types; also prints state recovery), ``sim:M``
 (the simulator with ``marker_effect=M``). The JSON holds CplMixVAE arguments plus ``klw``
 (state KL weight) and ``k`` (number of categories). ``--teacher`` picks the warm-up's starting
-clustering: ``kmeans`` (the package's own, nearest k-means centroid), ``leiden`` (PCA + Leiden
-at about K clusters) or ``truth`` (the labels: a diagnostic of whether the objective keeps the
+clustering: ``kmeans`` (the package's own, nearest k-means centroid), ``graph`` (the
+package's default start, ``train(init="leiden")``), ``leiden`` (PCA + Leiden at about K
+clusters) or ``truth`` (the labels: a diagnostic of whether the objective keeps the
 right answer, never a method); the non-default teachers label each cell by its nearest cell
 in PC space. After the warm-up and every ``--every`` epochs it prints ARI / AMI / accuracy /
 purity against the labels and the number of categories in use, so that a setting's peak and
@@ -46,7 +47,7 @@ logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("data", help="zeisel47, zeisel7, sim or sim:MARKER_EFFECT")
-    p.add_argument("--teacher", choices=["kmeans", "leiden", "truth"], default="kmeans")
+    p.add_argument("--teacher", choices=["kmeans", "graph", "leiden", "truth"], default="kmeans")
     p.add_argument("kwargs", nargs="?", default="{}")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--epochs", type=int, default=80)
@@ -84,8 +85,8 @@ def main() -> None:
 
     print(args.data, json.dumps(kw), f"klw={klw} k={k} teacher={args.teacher}", flush=True)
     if args.warmup:
-        model._fit_teacher()
-        if args.teacher != "kmeans":
+        model._fit_teacher("leiden" if args.teacher == "graph" else "kmeans")
+        if args.teacher not in ("kmeans", "graph"):
             use_teacher(model, adata, key, k, args.teacher, args.seed)
         model.module.phase = "warmup"
         fit(args.warmup)
@@ -137,8 +138,9 @@ def final_report(model, adata, key) -> None:
     truth = adata.obs[key].astype(str).to_numpy()
     rows = []
     for c, row in cons[cons["n_cells"] > 0].iterrows():
-        vc = pd.Series(truth[pred == c]).value_counts()
-        rows.append(f"{c}:{row['n_cells']}/{row['consensus']:.2f}/{vc.iloc[0] / vc.sum():.2f}")
+        vc = pd.Series(truth[pred == c]).value_counts()  # empty: no cell's consensus type
+        purity = vc.iloc[0] / vc.sum() if len(vc) else float("nan")
+        rows.append(f"{c}:{row['n_cells']}/{row['consensus']:.2f}/{purity:.2f}")
     print("category:cells/consensus/purity", " ".join(rows), flush=True)
 
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 import warnings
@@ -29,6 +28,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _worker import run_measurement
 from speed import PeakRSS, device_name, load
 
 warnings.filterwarnings("ignore")
@@ -156,12 +156,7 @@ def main(argv=None):
                "--density", str(args.density), "--k", str(args.k),
                "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                "--data-on-device", str(args.data_on_device)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not line:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{n} cells failed (exit {proc.returncode})")
-        r = json.loads(line[0][7:])
+        r = run_measurement(cmd, f"{n} cells")
         epoch = f"{r['s_per_epoch']}s" + (" (projected)" if r["epoch_projected"] else "")
         print(f"[{r['device']}] {r['n_cells']:,} cells x {r['n_genes']:,} genes, "
               f"{r['density']:.1%} non-zero, sparse {r['sparse_gib']} GiB: "

@@ -30,13 +30,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import threading
 import time
 import warnings
 
 import numpy as np
+from _worker import run_measurement
 
 warnings.filterwarnings("ignore")
 
@@ -273,12 +273,7 @@ def main(argv=None):
                    "--scvi-epochs", str(args.scvi_epochs),
                    "--data-on-device", str(args.data_on_device)]
             cmd += ["--quick"] * args.quick + ["--prune"] * (args.prune and model == "cplmix")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode or not line:
-                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{model} on {ds} failed (exit {proc.returncode})")
-            r = json.loads(line[0][7:])
+            r = run_measurement(cmd, f"{model} on {ds}")
             results[(ds, model)] = r
             if args.json:
                 with open(args.json, "a") as f:
