@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", type=float, default=0.0,
+                   help="fraction of cells held out of training; their NLL is printed (val)")
     args = p.parse_args()
     torch.set_num_threads(1)
     kw = json.loads(args.kwargs)
@@ -67,7 +69,8 @@ def main() -> None:
 
     def fit(n):
         model.module.train()
-        UnsupervisedTrainingMixin.train(model, max_epochs=n, batch_size=256, train_size=1.0,
+        UnsupervisedTrainingMixin.train(model, max_epochs=n, batch_size=256,
+                                        train_size=1.0 - args.holdout,
                                         plan_kwargs=plan, enable_progress_bar=False)
 
     def report(tag):
@@ -76,6 +79,15 @@ def main() -> None:
         ct = pd.crosstab(pred, adata.obs[key].astype(str).to_numpy())
         line = (f"{tag:>5} ari {s['ari']:.3f} ami {s['ami']:.3f} acc {s['accuracy']:.3f} "
                 f"purity {ct.max(1).sum() / ct.to_numpy().sum():.3f} used {len(np.unique(pred))}")
+        # label-free signals (candidates for a stopping rule): cell-weighted inter-arm
+        # consensus, mean confidence, reconstruction NLL per cell and arm (no augmentation)
+        cons = category_consensus(model)
+        cons = cons[cons["n_cells"] > 0]
+        conf = model.get_type_probabilities().max(1).mean()
+        line += (f" | cons {np.average(cons['consensus'], weights=cons['n_cells']):.3f}"
+                 f" conf {conf:.3f} nll {recon_nll(model, adata):.1f}")
+        if args.holdout:  # same split every fit: scvi-tools seeds it with settings.seed
+            line += f" val {recon_nll(model, adata, model.validation_indices):.1f}"
         if args.data.startswith("sim"):
             model.annotate(adata)
             rho = state_recovery(adata.obs["state"], adata.obsm["X_cpl_state"], adata.obs["type"])
@@ -121,6 +133,20 @@ def use_teacher(model, adata, key, k, teacher, seed) -> None:
         return labels[torch.cdist(z, ref).argmin(-1)]
 
     m.teacher_labels = teacher_labels
+
+
+@torch.no_grad()
+def recon_nll(model, adata, indices=None) -> float:
+    """Reconstruction NLL per cell and arm (all cells or ``indices``), without augmentation."""
+    m = model.module
+    m.eval()
+    tot, n = 0.0, 0
+    for tensors in model._make_data_loader(adata=adata, indices=indices, batch_size=512):
+        _, _, lo = m(tensors)
+        rec = sum(v.sum() for v in lo.reconstruction_loss.values())  # LossOutput stores a dict
+        tot = tot + float(rec) / (m.n_arms * max(m.n_arms - 1, 1))
+        n = n + tensors["X"].shape[0]
+    return tot / n
 
 
 @torch.no_grad()
