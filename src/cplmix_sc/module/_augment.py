@@ -16,8 +16,8 @@ def thin_counts(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
     """Binomial thinning: each UMI is kept with probability ``keep``, independently per copy.
 
     Thinning is type-preserving (it mimics a shallower sequencing of the same cell) and gives
-    different copies for different arms. Non-integer inputs are thinned in expectation with
-    a multiplicative Poisson-like jitter. Returns ``(n_copies, B, G)``.
+    different copies for different arms. Non-integer inputs are rounded first. Returns
+    ``(n_copies, B, G)``.
     """
     xs = x.unsqueeze(0).expand(n_copies, *x.shape)
     if keep >= 1.0:

@@ -12,7 +12,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.distributions import NegativeBinomial
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
@@ -20,6 +19,7 @@ from .._validation import check_choice
 from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
 from ._coupling import COUPLINGS
+from ._likelihood import nb_nll
 
 LIKELIHOODS = ("nb", "gaussian")
 USAGE_TARGETS = ("uniform", "teacher")
@@ -367,7 +367,7 @@ class CplMixVAEModule(BaseModuleClass):
         if self.likelihood == "nb":
             mu = library * F.softmax(decoded, dim=-1)
             theta = self.gene_param.exp()
-            return -NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
+            return nb_nll(x, mu, theta)
         target = log_normalise(x, library)
         logvar = self.gene_param
         nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))
