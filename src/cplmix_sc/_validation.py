@@ -2,6 +2,8 @@
 
 Every check here only *reads* the AnnData: nothing is converted, copied into it or densified
 (sparse matrices are checked through their stored values; dense ones row block by row block).
+The matrix of a backed AnnData (``read_h5ad(path, backed="r")``) is read from the file a block
+of rows at a time (:mod:`cplmix_sc._backed`), never whole.
 The messages are listed in ``docs/robustness.md``; keep both in sync.
 """
 
@@ -14,6 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+
+from ._backed import check_backed_format, is_backed, row_blocks
 
 #: rows of a dense matrix checked at a time (bounds the temporary memory of the checks)
 _BLOCK_ROWS = 4096
@@ -49,18 +53,17 @@ def check_number(
 
 
 def check_not_view(adata: AnnData, name: str = "adata") -> None:
-    """Refuse views (``adata[mask]``): scvi-tools would turn them into copies in place."""
+    """Refuse views (``adata[mask]``): scvi-tools would turn them into copies in place.
+
+    Backed AnnData (``read_h5ad(path, backed="r")``) are accepted: their matrix stays in the
+    file and is read a block of rows at a time (see ``docs/scaling.md``).
+    """
     if not isinstance(adata, AnnData):
         raise TypeError(f"`{name}` must be an AnnData, got {type(adata).__name__}.")
     if adata.is_view:
         raise ValueError(
             f"{name} is a view (e.g. adata[mask]); make it an AnnData of its own with "
             "adata = adata[mask].copy() first."
-        )
-    if adata.isbacked:
-        raise ValueError(
-            f"{name} is backed on disk (read with backed='r'); load it into memory with "
-            "adata = adata.to_memory() first."
         )
 
 
@@ -79,7 +82,14 @@ def get_matrix(adata: AnnData, layer: str | None):
 
 
 def _value_blocks(x) -> Iterator[np.ndarray]:
-    """The stored values of ``x`` in blocks, without densifying a sparse matrix."""
+    """The stored values of ``x`` in blocks, without densifying a sparse matrix.
+
+    A backed matrix is read from its file a block of rows at a time.
+    """
+    if is_backed(x):
+        for block in row_blocks(x):
+            yield np.asarray(block.data) if sp.issparse(block) else block
+        return
     if sp.issparse(x):
         yield np.asarray(x.data)
         return
@@ -154,8 +164,12 @@ def check_nonempty(x, where: str, adata: AnnData, genes: bool = True) -> None:
     if genes:
         checks.append((0, "genes", adata.var_names,
                        "remove them first, e.g. sc.pp.filter_genes(adata, min_counts=1)."))
+    backed_totals = _backed_totals(x) if is_backed(x) else None
     for axis, what, labels, fix in checks:
-        totals = np.asarray(x.sum(axis=axis, dtype=np.float64)).ravel()
+        if backed_totals is not None:
+            totals = backed_totals[axis]
+        else:
+            totals = np.asarray(x.sum(axis=axis, dtype=np.float64)).ravel()
         empty = np.flatnonzero(totals == 0)
         if empty.size:
             names = ", ".join(map(str, labels[empty[:3]]))
@@ -163,6 +177,16 @@ def check_nonempty(x, where: str, adata: AnnData, genes: bool = True) -> None:
                 f"{empty.size} of {x.shape[1 - axis]} {what} have no counts in {where} "
                 f"(e.g. {names}); {fix}"
             )
+
+
+def _backed_totals(x) -> tuple[np.ndarray, np.ndarray]:
+    """``(gene totals, cell totals)`` of a backed matrix, in one pass over its row blocks."""
+    genes = np.zeros(x.shape[1], dtype=np.float64)
+    cells = []
+    for block in row_blocks(x):
+        genes += np.asarray(block.sum(axis=0, dtype=np.float64)).ravel()
+        cells.append(np.asarray(block.sum(axis=1, dtype=np.float64)).ravel())
+    return genes, np.concatenate(cells) if cells else np.zeros(0)
 
 
 def check_counts(adata: AnnData, layer: str | None, genes: bool = True) -> bool:
@@ -173,6 +197,7 @@ def check_counts(adata: AnnData, layer: str | None, genes: bool = True) -> bool:
     refused here: only ``likelihood="nb"`` needs integers, checked by the model.
     """
     x, where = get_matrix(adata, layer)
+    check_backed_format(x, where)
     is_integer = check_values(x, where)
     check_nonempty(x, where, adata, genes=genes)
     return is_integer

@@ -22,6 +22,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
 
+from .._backed import is_backed, read_rows
 from .._graph import graph_start
 from .._pca import log_pca
 from .._validation import (
@@ -610,15 +611,28 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``n_categories`` if there are more (:func:`cplmix_sc._graph.graph_start`; at most
         ``MAX_TEACHER_CELLS`` cells, sampled), taught by nearest reference cell. Either start
         is fit on at most ``MAX_TEACHER_CELLS`` cells (a random sample of larger data).
+
+        For a backed AnnData only those cells' rows are read from the file (as CSR), and the
+        PCA is fit on them: the same start as in memory when there are at most
+        ``MAX_TEACHER_CELLS`` cells, a PCA of the sample rather than of all cells otherwise.
         """
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        n_cells = x.shape[0]
+        sample = None
+        if n_cells > MAX_TEACHER_CELLS:  # the start is fit on a sample of cells
+            rng = np.random.default_rng(settings.seed)
+            sample = np.sort(rng.choice(n_cells, MAX_TEACHER_CELLS, replace=False))
+        if is_backed(x):
+            # on disk: read only the sampled rows (all if few), as CSR, a block at a time;
+            # the PCA is then fit on those cells only
+            x = read_rows(x, sample)
+            sample = None
         n_pcs = min(self.module.teacher_loadings.shape[1], x.shape[1] - 1, x.shape[0] - 1)
         # sparse-aware: a large matrix is never densified whole (cplmix_sc._pca.log_pca)
         pca_mean, pca_components, pcs = log_pca(x, n_pcs, settings.seed)
         k = self.module.n_categories
-        if len(pcs) > MAX_TEACHER_CELLS:  # the start is fit on a sample of cells
-            rng = np.random.default_rng(settings.seed)
-            pcs = pcs[np.sort(rng.choice(len(pcs), MAX_TEACHER_CELLS, replace=False))]
+        if sample is not None:
+            pcs = pcs[sample]
         if init == "leiden":
             labels = graph_start(pcs, k, seed=settings.seed)
             centers = np.stack([

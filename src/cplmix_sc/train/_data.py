@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import math
 
+import h5py
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
+
+from .._backed import is_backed, read_rows, row_blocks
 
 #: a sparse matrix is densified on the device if its dense float32 form is at most this large
 MAX_DENSE_BYTES = 512 * 2**20
@@ -41,7 +44,9 @@ class DeviceMatrix:
     ----------
     x
         ``(n_cells, n_genes)`` NumPy array or SciPy sparse matrix (CSR is used as is; other
-        formats are converted once, on the host).
+        formats are converted once, on the host), or the matrix of a backed AnnData: a CSR
+        one is read into host memory as CSR (never densified whole on the host), a dense one
+        is copied to the device a block of rows at a time.
     device
         Where the tensors live.
     max_dense_bytes
@@ -56,6 +61,18 @@ class DeviceMatrix:
         n, g = self.shape
         self.device = device
         self.dense: torch.Tensor | None = None
+        if is_backed(x):
+            if isinstance(x, h5py.Dataset):  # dense in the file: fill the device copy by blocks
+                self.dense = torch.empty((n, g), dtype=torch.float32, device=device)
+                start = 0
+                for block in row_blocks(x):
+                    stop = start + block.shape[0]
+                    self.dense[start:stop] = torch.from_numpy(
+                        np.asarray(block, dtype=np.float32)
+                    ).to(device)
+                    start = stop
+                return
+            x = read_rows(x)  # CSR in the file: CSR in host memory
         if sp.issparse(x):
             x = x.tocsr() if x.format != "csr" else x
             if not x.has_sorted_indices:
@@ -208,8 +225,8 @@ class DeviceDataSplitter(DataSplitter):
 
     The split (``train_idx``, ``val_idx``, ``test_idx``) is scvi-tools' own. The training
     device is read from the Lightning trainer when the loaders are made. If the data do not
-    fit the device (:func:`data_fits`) or the AnnData has fields other than counts and batch,
-    scvi-tools' loaders are used.
+    fit the device (:func:`data_fits`), the AnnData is backed (on disk) or it has fields other
+    than counts and batch, scvi-tools' loaders are used (unless ``force``).
 
     Parameters
     ----------
@@ -221,7 +238,8 @@ class DeviceDataSplitter(DataSplitter):
         A :class:`DeviceMatrix` of the registered counts to reuse (e.g. across the phases of
         one ``train()`` call); made on first use otherwise.
     force
-        Serve from the device even if :func:`data_fits` says no.
+        Serve from the device even if :func:`data_fits` says no, or the AnnData is backed
+        (its matrix is then read from the file into the device copy).
     """
 
     def __init__(
@@ -260,7 +278,8 @@ class DeviceDataSplitter(DataSplitter):
         fields = set(self.adata_manager.data_registry)
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         supported = fields <= {REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.BATCH_KEY}
-        fits = self.force or data_fits(x, device, self.max_dense_bytes)
+        # a backed (on-disk) matrix is read by scvi-tools' loaders unless forced
+        fits = self.force or (not is_backed(x) and data_fits(x, device, self.max_dense_bytes))
         self.on_device = bool(supported and fits)
         if self.on_device:
             if self.matrix is None or self.matrix.device != device:
