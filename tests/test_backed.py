@@ -10,8 +10,7 @@ from anndata._core.sparse_dataset import BaseCompressedSparseDataset
 from scvi.data import AnnTorchDataset
 
 import cplmix_sc
-from cplmix_sc import CplMixVAE
-from cplmix_sc import _backed
+from cplmix_sc import CplMixVAE, _backed
 
 QUICK = {"max_epochs": 3, "pretrain_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
 N_CELLS = 200
@@ -39,7 +38,7 @@ def fit(adata, **kwargs):
     CplMixVAE.setup_anndata(adata)
     scvi.settings.seed = 0
     model = CplMixVAE(adata, n_categories=3)
-    model.train(**{**QUICK, **kwargs})
+    model.train(**{"init": "kmeans", **QUICK, **kwargs})
     return model
 
 
@@ -126,7 +125,7 @@ def test_backed_matrix_never_read_whole(stored, monkeypatch):
 
     monkeypatch.setattr(BaseCompressedSparseDataset, "to_memory", no_to_memory)
     backed = ad.read_h5ad(path, backed="r")
-    model = fit(backed, init="kmeans")
+    model = fit(backed)
     model.predict()
     assert "cpl_type" in backed.obs
     assert reads and max(reads) <= limit

@@ -287,12 +287,14 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         """Register an AnnData with raw counts for CplMixVAE.
 
         The matrix is checked first, without densifying a sparse one, and refused with an
-        error that names the fix: views and backed AnnData, non-numeric dtypes, NaN/inf,
-        negative values, cells or genes without any count (remove them, e.g. with
+        error that names the fix: views, a CSC matrix of a backed AnnData, non-numeric
+        dtypes, NaN/inf, negative values, cells or genes without any count (remove them, e.g. with
         ``sc.pp.filter_cells(adata, min_counts=1)`` and ``sc.pp.filter_genes(adata,
         min_counts=1)``), a missing layer or ``batch_key`` and a ``batch_key`` column with
         missing values. Non-integer values are accepted here and refused by the model with
-        ``likelihood="nb"`` (see ``docs/robustness.md``).
+        ``likelihood="nb"`` (see ``docs/robustness.md``). A backed AnnData
+        (``read_h5ad(path, backed="r")``, X stored as CSR or dense) is accepted: its matrix is
+        checked and later read a block of rows at a time, never whole (``docs/scaling.md``).
 
         Registration (scvi-tools) adds ``obs["_scvi_batch"]``, ``uns["_scvi_uuid"]`` and
         ``uns["_scvi_manager_uuid"]``, and makes a Fortran-ordered dense matrix C-ordered
@@ -418,8 +420,12 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             mini-batches there (:class:`~cplmix_sc.train.DeviceDataSplitter`: dense data as
             is, sparse data as CSR densified one mini-batch at a time; the same train/
             validation split as scvi-tools' loaders) when they fit (on a GPU: half of its free
-            memory), else scvi-tools' loaders. ``True``: always on the device; ``False``:
-            always scvi-tools' loaders. See ``docs/scaling.md``.
+            memory), else scvi-tools' loaders. A backed AnnData (``read_h5ad(path,
+            backed="r")``) always gets scvi-tools' loaders under ``"auto"``: each mini-batch
+            reads its rows from the file. ``True``: always on the device; a backed matrix is
+            then deliberately read into the device copy, a block of rows at a time (a CSR file
+            becomes CSR in host memory first, never a dense copy on the host unless the device
+            is the CPU). ``False``: always scvi-tools' loaders. See ``docs/scaling.md``.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
             bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
