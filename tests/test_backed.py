@@ -164,3 +164,24 @@ def test_backed_csc_refused_with_fix(tmp_path):
     backed = ad.read_h5ad(tmp_path / "csc.h5ad", backed="r")
     with pytest.raises(ValueError, match=r"CSC sparse matrix on disk.*tocsr\(\)"):
         CplMixVAE.setup_anndata(backed)
+
+
+def test_backed_teacher_reads_only_the_sampled_cells(stored, monkeypatch):
+    """Beyond MAX_TEACHER_CELLS the warm-up's start reads the in-memory path's sample only."""
+    from cplmix_sc.model import _cplmixvae
+
+    _, path = stored
+    monkeypatch.setattr(_cplmixvae, "MAX_TEACHER_CELLS", 120)
+    read = []
+    read_rows = _cplmixvae.read_rows
+    monkeypatch.setattr(_cplmixvae, "read_rows",
+                        lambda x, rows=None: read.append(rows) or read_rows(x, rows))
+    backed = ad.read_h5ad(path, backed="r")
+    CplMixVAE.setup_anndata(backed)
+    scvi.settings.seed = 0
+    model = CplMixVAE(backed, n_categories=3)
+    model._fit_teacher("kmeans")
+    expected = np.sort(np.random.default_rng(0).choice(N_CELLS, 120, replace=False))
+    assert len(read) == 1
+    np.testing.assert_array_equal(read[0], expected)
+    assert model.module.teacher_loadings.abs().sum() > 0  # the PCA of the sampled rows
