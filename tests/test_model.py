@@ -234,3 +234,18 @@ def test_graph_start_joins_the_pieces_of_stretched_types():
     loose = graph_start(rep, 40, seed=0)
     assert loose.max() + 1 == n_communities
     assert all(len(set(types[loose == c])) == 1 for c in range(n_communities))  # all pure
+
+
+def test_graph_start_leaves_torch_thread_count_alone():
+    # numba's OpenMP layer (UMAP connectivities inside sc.pp.neighbors) used to reset PyTorch
+    # to all cores, overriding torch.set_num_threads(1) for the rest of the process
+    from cplmix_sc._graph import graph_start
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rep = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
+        graph_start(rep, 3, seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

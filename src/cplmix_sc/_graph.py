@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from anndata import AnnData
 
 
+@contextmanager
+def _keep_torch_threads():
+    """Restore PyTorch's thread count afterwards.
+
+    scanpy's neighbour graph runs UMAP's numba-parallel code, and numba's OpenMP threading
+    layer shares libgomp with PyTorch: its first parallel call sets the OpenMP thread count to
+    all cores, silently overriding ``torch.set_num_threads`` / ``OMP_NUM_THREADS``. Two
+    trainings on a 2-core machine then ran 2 threads each and were 10x slower.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
+    with _keep_torch_threads():
+        return _knn_graph_impl(rep, seed, n_neighbors)
+
+
+def _knn_graph_impl(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
     import scanpy as sc
 
     try:
@@ -24,8 +50,9 @@ def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
 def _leiden(g: AnnData, resolution: float, seed: int) -> np.ndarray:
     import scanpy as sc
 
-    sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
-                 directed=False)
+    with _keep_torch_threads():
+        sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph",
+                     n_iterations=2, directed=False)
     return g.obs["leiden"].cat.codes.to_numpy().copy()
 
 
