@@ -33,7 +33,13 @@ import scvi
 from sklearn.cluster import KMeans
 
 import cplmix_sc
-from cplmix_sc._graph import _knn_graph, _leiden, graph_start, leiden_n_clusters
+from cplmix_sc._graph import (
+    _keep_torch_threads,
+    _knn_graph,
+    _leiden,
+    graph_start,
+    leiden_n_clusters,
+)
 from cplmix_sc.metrics import clustering_scores
 
 warnings.filterwarnings("ignore")
@@ -49,7 +55,9 @@ def load_task(task: str):
         adata = cplmix_sc.datasets.synthetic(seed=0, **kw)
         return adata, "type", 12
     adata = cplmix_sc.datasets.zeisel2015()
-    hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", inplace=False)
+    with _keep_torch_threads():  # scanpy's numba code would reset torch to all cores
+        hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3",
+                                          inplace=False)
     adata = adata[:, hvg["highly_variable"].to_numpy()].copy()
     return (adata, "level2", 47) if task == "zeisel47" else (adata, "level1", 7)
 
