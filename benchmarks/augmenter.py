@@ -211,8 +211,11 @@ def part_ablation(args) -> None:
                                          & (done.seed == seed)).any():
                     continue
                 row = run_variant(task, variant, seed, augs[task])
-                pd.DataFrame([row]).to_csv(runs_csv, mode="a", index=False,
-                                           header=not runs_csv.exists())
+                # rewrite the whole CSV: rows of the simulator carry an extra column
+                runs = pd.DataFrame([row])
+                if runs_csv.exists():
+                    runs = pd.concat([pd.read_csv(runs_csv), runs], ignore_index=True)
+                runs.to_csv(runs_csv, index=False)
                 print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
                       flush=True)
                 write_table(runs_csv, args)
