@@ -125,7 +125,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
     augmentation
         ``"simple"`` (binomial thinning, a fresh copy per arm and step), ``"learned"`` (a
         fresh copy per arm and step from ``augmenter``) or ``"none"``. Default: ``"learned"``
-        if an ``augmenter`` is given, else ``"simple"``.
+        if an ``augmenter`` is given, else ``"simple"``. On Zeisel and the simulator (3 seeds
+        each) the learned copies were 0.03-0.05 ARI below thinning and ``"none"`` tied it
+        (``docs/augmenter.md``, Table S1 ablation).
     augmenter
         A trained :class:`~cplmix_sc.Augmenter` on the same genes (names and order). A frozen
         copy of it is built into the module (saved and loaded with the model; never trained
@@ -383,9 +385,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             k-means cuts the types into pieces and the graph start does not: on the
             simulator at the issue's difficulty (``marker_effect=1.2``) the default reaches
             ARI 0.87 and state recovery 0.84 (3 seeds) where the k-means start gave 0.15. On
-            Zeisel at 47 categories the default gives ARI 0.41; k-means at K on the same
-            PCs is better for few, compact types (Zeisel at 7: 0.83 vs 0.76), so ``"kmeans"``
-            is the better choice there, for few, compact
+            Zeisel at 47 categories the default gives ARI 0.41. For few, compact types the
+            k-means start is better (Zeisel at 7 categories, 3 seeds: ARI 0.813 vs 0.762):
+            ``"kmeans"`` is the better choice for few, compact
             types. Figures: ``docs/model.md`` and ``benchmarks/results/``.
         lr
             Adam learning rate (paper: 1e-3).
