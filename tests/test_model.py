@@ -249,3 +249,27 @@ def test_graph_start_leaves_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
+    from lightning.pytorch.callbacks import Callback
+
+    from cplmix_sc.train import CouplingWarmup
+
+    assert [CouplingWarmup(8, 0.5).scale(e) for e in range(8)] == [0, 0, 0.3, 0.3, 1, 1, 1, 1]
+    assert {CouplingWarmup(8, 0.0).scale(e) for e in range(8)} == {1.0}
+
+    seen = []
+
+    class Spy(Callback):  # runs after the warm-up callback: records what each epoch trains with
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append((pl_module.module.phase, pl_module.module.coupling_scale))
+
+    scvi.settings.seed = 0
+    CplMixVAE.setup_anndata(easy_sim)
+    model = CplMixVAE(easy_sim, n_categories=4)
+    model.train(**{**QUICK, "max_epochs": 8, "pretrain_epochs": 1}, callbacks=[Spy()])
+    assert seen == [("warmup", 1.0)] + [("mixture", s) for s in (0, 0, 0.3, 0.3, 1, 1, 1, 1)]
+    assert model.module.coupling_scale == 1.0  # saved models and prune() use full coupling
+    with pytest.raises(ValueError, match="coupling_warmup"):
+        model.train(**QUICK, coupling_warmup=1.5)

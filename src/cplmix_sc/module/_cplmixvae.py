@@ -147,6 +147,8 @@ class CplMixVAEModule(BaseModuleClass):
         self.likelihood = likelihood
         self.coupling = coupling
         self.coupling_weight = coupling_weight
+        #: multiplies coupling_weight; set per epoch by train.CouplingWarmup (not saved)
+        self.coupling_scale = 1.0
         self.entropy_weight = entropy_weight
         self.usage_weight = usage_weight
         self.usage_target = usage_target
@@ -417,7 +419,7 @@ class CplMixVAEModule(BaseModuleClass):
             d2 = torch.zeros_like(entropy[0])
         per_cell = (
             w * (nll + kl_weight * kl_s + self.entropy_weight * entropy).sum(0)
-            + self.coupling_weight * d2
+            + self.coupling_weight * self.coupling_scale * d2
         )
         loss = per_cell.mean() + self.usage_weight * w * usage.sum()
         extra = {}

@@ -147,6 +147,45 @@ class NonFiniteGuard(Callback):
         )
 
 
+class CouplingWarmup(Callback):
+    """Bring the coupling in gradually over the first part of the mixture phase.
+
+    For the first ``fraction / 2`` of the phase's ``n_epochs`` the coupling term of Eq. 46 is
+    off, for the next ``fraction / 2`` it has ``0.3`` of its weight, then its full weight
+    (``module.coupling_scale``; set back to 1 when training ends). The arms first settle
+    their types from the shared start on their own, then are made to agree. On Zeisel and the
+    simulator this kept more of the start than coupling from the first step (measured in
+    ``benchmarks/results/levers.md``, "Coupling warm-up").
+
+    Parameters
+    ----------
+    n_epochs
+        Epochs of the mixture phase.
+    fraction
+        Part of the phase over which the coupling is brought in (0 turns the warm-up off).
+    """
+
+    def __init__(self, n_epochs: int, fraction: float):
+        self.n_epochs = n_epochs
+        self.fraction = fraction
+
+    def scale(self, epoch: int) -> float:
+        if epoch < round(0.5 * self.fraction * self.n_epochs):
+            return 0.0
+        if epoch < round(self.fraction * self.n_epochs):
+            return 0.3
+        return 1.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        pl_module.module.coupling_scale = self.scale(trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pl_module.module.coupling_scale = 1.0
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        pl_module.module.coupling_scale = 1.0
+
+
 def get_rng_state() -> dict:
     """Torch (CPU and CUDA), NumPy and Python random states, as checkpoint-safe objects."""
     np_state = np.random.get_state()  # noqa: NPY002 - the global state is what we save
