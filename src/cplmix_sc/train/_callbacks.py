@@ -155,7 +155,7 @@ class CouplingWarmup(Callback):
     (``module.coupling_scale``; set back to 1 when training ends). The arms first settle
     their types from the shared start on their own, then are made to agree. On Zeisel and the
     simulator this kept more of the start than coupling from the first step (measured in
-    ``benchmarks/results/levers.md``, "Coupling warm-up").
+    ``benchmarks/results/levers.md``, "What the mixture phase does to a start").
 
     Parameters
     ----------
