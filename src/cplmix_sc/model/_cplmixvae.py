@@ -127,8 +127,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``"simple"`` (binomial thinning, a fresh copy per arm and step), ``"learned"`` (a
         fresh copy per arm and step from ``augmenter``) or ``"none"``. Default: ``"learned"``
         if an ``augmenter`` is given, else ``"simple"``. On Zeisel and the simulator (3 seeds
-        each) the learned copies were 0.03-0.05 ARI below thinning and ``"none"`` tied it
-        (``docs/augmenter.md``, Table S1 ablation).
+        each) the learned copies were 0.01-0.05 ARI below thinning and ``"none"`` within
+        0.005 of it (``docs/augmenter.md``, Table S1 ablation).
     augmenter
         A trained :class:`~cplmix_sc.Augmenter` on the same genes (names and order). A frozen
         copy of it is built into the module (saved and loaded with the model; never trained
