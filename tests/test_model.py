@@ -270,6 +270,9 @@ def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
     model = CplMixVAE(easy_sim, n_categories=4)
     model.train(**{**QUICK, "max_epochs": 8, "pretrain_epochs": 1}, callbacks=[Spy()])
     assert seen == [("warmup", 1.0)] + [("mixture", s) for s in (0, 0, 0.3, 0.3, 1, 1, 1, 1)]
-    assert model.module.coupling_scale == 1.0  # saved models and prune() use full coupling
+    assert model.module.coupling_scale == 1.0  # saved models use full coupling
+    seen.clear()  # a second train() (as prune()'s fine-tuning) keeps full coupling throughout
+    model.train(**{**QUICK, "max_epochs": 4}, callbacks=[Spy()])
+    assert seen == [("mixture", 1.0)] * 4
     with pytest.raises(ValueError, match="coupling_warmup"):
         model.train(**QUICK, coupling_warmup=1.5)

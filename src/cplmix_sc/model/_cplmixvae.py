@@ -438,7 +438,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             first step (the previous default). With 0.5, 3 seeds: Zeisel 47 ARI / AMI /
             accuracy 0.438 / 0.594 / 0.446 instead of 0.410 / 0.574 / 0.441, Zeisel 7 0.761
             instead of 0.762, the simulator 0.877 instead of 0.870 (state 0.863 vs 0.842);
-            see ``docs/model.md``.
+            see ``docs/model.md``. Only a model's first training uses it: a second
+            ``train()`` and the fine-tuning of :meth:`prune` keep full coupling, so that arms
+            that already agree are not let apart again.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
             bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
@@ -447,6 +449,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         check_number("lr", lr, low=0.0)
         check_number("train_size", train_size, low=0.0, high=1.0)
         check_number("coupling_warmup", coupling_warmup, low=0.0, high=1.0, low_inclusive=True)
+        if self.is_trained_:  # continued training / prune's fine-tuning: arms already agree
+            coupling_warmup = 0.0
         if data_on_device not in (True, False, "auto"):
             raise ValueError(
                 f"`data_on_device` must be True, False or 'auto', got {data_on_device!r}."
