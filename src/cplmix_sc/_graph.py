@@ -28,11 +28,6 @@ def _keep_torch_threads():
 
 
 def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
-    with _keep_torch_threads():
-        return _knn_graph_impl(rep, seed, n_neighbors)
-
-
-def _knn_graph_impl(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
     import scanpy as sc
 
     try:
@@ -42,8 +37,9 @@ def _knn_graph_impl(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
     g = AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
     g.obsm["rep"] = np.asarray(rep, dtype=np.float32)
     # transformer="sklearn": scanpy 1.11 + scipy 1.17 break the default above 8,192 cells
-    sc.pp.neighbors(g, use_rep="rep", n_neighbors=min(n_neighbors, rep.shape[0] - 1),
-                    random_state=seed, transformer="sklearn")
+    with _keep_torch_threads():
+        sc.pp.neighbors(g, use_rep="rep", n_neighbors=min(n_neighbors, rep.shape[0] - 1),
+                        random_state=seed, transformer="sklearn")
     return g
 
 
