@@ -3,10 +3,12 @@
 scvi-tools' :func:`~scvi.distributions._negative_binomial.log_nb_positive` evaluates three
 ``lgamma`` terms on every entry of the ``(arms, cells, genes)`` tensor. They cancel where the
 count is zero (``lgamma(0 + θ) - lgamma(θ) - lgamma(1) = 0``), and single-cell matrices are
-mostly zeros, so on the CPU they are evaluated on the non-zero entries only. The result is
-the same log-likelihood (to float rounding) and the same gradients. On accelerators, where
-finding the non-zero entries would synchronise with the host every step, the dense formula
-is used.
+often mostly zeros, so on the CPU, for a mini-batch with less than ``MAX_SPARSE_DENSITY``
+non-zero counts, they are evaluated on the non-zero entries only: the same log-likelihood (to
+float rounding) and the same gradients. Measured on 2 cores (``benchmarks/step_time.py``):
+about 1.7x faster at 5% non-zero, even at 30%, slower above (Zeisel's 2,000 variable genes
+are 66% non-zero). On accelerators, where finding the non-zero entries would synchronise with
+the host every step, the dense formula is always used.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import torch
 
 EPS = 1e-8  # as scvi-tools
+#: above this fraction of non-zero counts the dense formula is faster on the CPU
+MAX_SPARSE_DENSITY = 0.25
 
 
 def nb_nll(
@@ -31,7 +35,8 @@ def nb_nll(
         Inverse dispersions, broadcastable to ``mu`` with a singleton cell dimension:
         ``(..., 1, G)``.
     sparse
-        Evaluate the ``lgamma`` terms on the non-zero counts only; default: on the CPU.
+        Evaluate the ``lgamma`` terms on the non-zero counts only; default: on the CPU when at
+        most ``MAX_SPARSE_DENSITY`` of the counts are non-zero.
 
     Returns
     -------
@@ -43,7 +48,8 @@ def nb_nll(
     )
     ll = dense.sum(-1)
     if sparse is None:
-        sparse = x.device.type == "cpu"
+        sparse = (x.device.type == "cpu"
+                  and int(torch.count_nonzero(x)) <= MAX_SPARSE_DENSITY * x.numel())
     if not sparse:
         terms = torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
         return -(ll + terms.sum(-1))
