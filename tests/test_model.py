@@ -276,3 +276,12 @@ def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
     assert seen == [("mixture", 1.0)] * 4
     with pytest.raises(ValueError, match="coupling_warmup"):
         model.train(**QUICK, coupling_warmup=1.5)
+
+
+def test_graph_start_on_one_or_two_cells():
+    # found by the property test: scanpy's neighbour graph fails with a single neighbour
+    from cplmix_sc._graph import graph_start
+
+    rep = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    assert graph_start(rep, 3, seed=0).tolist() == [0, 1]
+    assert graph_start(rep[:1], 3, seed=0).tolist() == [0]

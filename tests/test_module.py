@@ -152,3 +152,28 @@ def test_nb_nll_matches_scvi_tools_in_value_and_gradient(sparse):
     for a, b in zip(torch.autograd.grad(got.sum(), [mu, log_theta]),
                     torch.autograd.grad(ref.sum(), [mu, log_theta]), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_model_picks_the_sparse_nb_path_from_its_data_density():
+    import anndata
+    import numpy as np
+
+    from cplmix_sc import CplMixVAE
+
+    rng = np.random.default_rng(0)
+    for density, sparse in ((0.05, True), (0.6, False)):
+        x = (rng.random((300, 80)) < density) * rng.poisson(3.0, (300, 80)).clip(1)
+        x[:, 0] = 1  # no empty cells
+        adata = anndata.AnnData(x.astype(np.float32))
+        CplMixVAE.setup_anndata(adata)
+        model = CplMixVAE(adata, n_categories=3)
+        assert model.module.sparse_likelihood is sparse
+        # both paths give the same loss
+        t = {"X": torch.as_tensor(x[:64], dtype=torch.float32), "batch": torch.zeros(64, 1)}
+        model.module.eval()
+        torch.manual_seed(0)
+        a = model.module(t)[2].loss
+        model.module.sparse_likelihood = not sparse
+        torch.manual_seed(0)
+        b = model.module(t)[2].loss
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)

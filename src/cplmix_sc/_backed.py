@@ -73,3 +73,18 @@ def read_rows(x, rows: np.ndarray | None = None) -> sp.csr_matrix:
     if not blocks:
         return sp.csr_matrix((0, x.shape[1]), dtype=x.dtype)
     return sp.vstack(blocks, format="csr")
+
+
+def nonzero_fraction(x, dense_rows: int = 100) -> float:
+    """Fraction of non-zero entries of a count matrix, in memory or backed, without reading it.
+
+    Sparse (in memory or a CSR file): exact, from the number of stored entries. Dense: from the
+    first ``dense_rows`` rows (as scvi-tools' registration reads them).
+    """
+    n, g = x.shape
+    if sp.issparse(x):
+        return x.nnz / max(n * g, 1)
+    if isinstance(x, CSRDataset | CSCDataset):
+        return x.group["data"].shape[0] / max(n * g, 1)
+    block = np.asarray(x[: min(n, dense_rows)])
+    return np.count_nonzero(block) / max(block.size, 1)

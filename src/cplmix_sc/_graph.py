@@ -128,6 +128,8 @@ def graph_start(
     the pieces of one type that a strong continuous state stretches along the graph are
     joined before distinct types are. Returns labels in ``[0, k)``, largest cluster first.
     """
+    if rep.shape[0] < 3:  # no neighbour graph on 1-2 cells (scanpy needs 2 neighbours)
+        return np.arange(rep.shape[0]) % k
     g = _knn_graph(rep, seed, n_neighbors)
     labels = _leiden(g, resolution, seed)
     if labels.max() + 1 > k:

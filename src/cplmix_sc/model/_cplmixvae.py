@@ -22,7 +22,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
 
-from .._backed import is_backed, read_rows
+from .._backed import is_backed, nonzero_fraction, read_rows
 from .._graph import graph_start
 from .._pca import log_pca
 from .._validation import (
@@ -40,6 +40,7 @@ from .._validation import (
 from ..metrics import arm_consensus
 from ..module import CplMixVAEModule
 from ..module._augment import AUGMENTATIONS
+from ..module._likelihood import MAX_SPARSE_DENSITY
 from ..train import CplMixTrainingPlan
 from ..train._callbacks import (
     CHECKPOINT_NAME,
@@ -200,6 +201,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         )
         if augmenter is not None:
             self.module.set_augmenter(augmenter.module)
+        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        self.module.sparse_likelihood = bool(nonzero_fraction(x) <= MAX_SPARSE_DENSITY)
         augmenter = None  # its architecture is in module_kwargs, its weights in the module
         self.init_params_ = self._get_init_params(locals())
 
@@ -1004,3 +1007,4 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "n_types_used": len(used),
             "active_categories": self.active_categories.tolist(),
         }
+

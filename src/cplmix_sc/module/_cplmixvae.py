@@ -149,6 +149,9 @@ class CplMixVAEModule(BaseModuleClass):
         self.coupling_weight = coupling_weight
         #: multiplies coupling_weight; set per epoch by train.CouplingWarmup (not saved)
         self.coupling_scale = 1.0
+        #: NB lgamma terms on the non-zero counts only (on the CPU); set by the model from its
+        #: data's density (module._likelihood.MAX_SPARSE_DENSITY), not saved
+        self.sparse_likelihood = False
         self.entropy_weight = entropy_weight
         self.usage_weight = usage_weight
         self.usage_target = usage_target
@@ -369,7 +372,7 @@ class CplMixVAEModule(BaseModuleClass):
         if self.likelihood == "nb":
             mu = library * F.softmax(decoded, dim=-1)
             theta = self.gene_param.exp()
-            return nb_nll(x, mu, theta)
+            return nb_nll(x, mu, theta, sparse=self.sparse_likelihood and x.device.type == "cpu")
         target = log_normalise(x, library)
         logvar = self.gene_param
         nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))

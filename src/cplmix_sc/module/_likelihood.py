@@ -3,12 +3,12 @@
 scvi-tools' :func:`~scvi.distributions._negative_binomial.log_nb_positive` evaluates three
 ``lgamma`` terms on every entry of the ``(arms, cells, genes)`` tensor. They cancel where the
 count is zero (``lgamma(0 + θ) - lgamma(θ) - lgamma(1) = 0``), and single-cell matrices are
-often mostly zeros, so on the CPU, for a mini-batch with less than ``MAX_SPARSE_DENSITY``
-non-zero counts, they are evaluated on the non-zero entries only: the same log-likelihood (to
-float rounding) and the same gradients. Measured on 2 cores (``benchmarks/step_time.py``):
-about 1.7x faster at 5% non-zero, even at 30%, slower above (Zeisel's 2,000 variable genes
-are 66% non-zero). On accelerators, where finding the non-zero entries would synchronise with
-the host every step, the dense formula is always used.
+often mostly zeros, so ``sparse=True`` evaluates them on the non-zero entries only: the same
+log-likelihood (to float rounding) and the same gradients. Measured on 2 cores
+(``benchmarks/step_time.py``): about 1.7x faster at 5% non-zero, even at 30%, slower above
+(Zeisel's 2,000 variable genes are 66% non-zero). The model chooses it once, from the
+density of its data (at most ``MAX_SPARSE_DENSITY`` non-zero), and only on the CPU: on an
+accelerator finding the non-zero entries would synchronise with the host every step.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MAX_SPARSE_DENSITY = 0.25
 
 
 def nb_nll(
-    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, sparse: bool | None = None
+    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, sparse: bool = False
 ) -> torch.Tensor:
     """``-log NB(x | mu, theta)`` summed over genes.
 
@@ -35,8 +35,8 @@ def nb_nll(
         Inverse dispersions, broadcastable to ``mu`` with a singleton cell dimension:
         ``(..., 1, G)``.
     sparse
-        Evaluate the ``lgamma`` terms on the non-zero counts only; default: on the CPU when at
-        most ``MAX_SPARSE_DENSITY`` of the counts are non-zero.
+        Evaluate the ``lgamma`` terms on the non-zero counts only (a host sync on an
+        accelerator: use it on the CPU).
 
     Returns
     -------
@@ -47,9 +47,6 @@ def nb_nll(
         torch.log(mu + EPS) - log_theta_mu
     )
     ll = dense.sum(-1)
-    if sparse is None:
-        sparse = (x.device.type == "cpu"
-                  and int(torch.count_nonzero(x)) <= MAX_SPARSE_DENSITY * x.numel())
     if not sparse:
         terms = torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
         return -(ll + terms.sum(-1))
