@@ -1,6 +1,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from scvi import REGISTRY_KEYS
@@ -102,6 +103,51 @@ def test_simple_augmentation_gives_each_arm_its_own_copy():
     assert copies.sum() == pytest.approx(0.5 * 3 * x.sum().item(), rel=0.05)
     m.eval()
     assert torch.equal(m.make_copies(x)[2], x)
+
+
+@pytest.mark.parametrize("keep", [0.8, 0.3])
+@pytest.mark.parametrize("path", ["cpu_kernel", "torch"])
+def test_thinning_draws_exact_binomial_counts(keep, path):
+    """Both samplers (the CPU kernel and the GPU's torch.binomial) give Binomial(n, keep)."""
+    from scipy.stats import binom, chisquare
+
+    from cplmix_sc.module._augment import SMALL_COUNT, _thin_torch, thin_counts
+
+    counts = [1, 2, 7, SMALL_COUNT, SMALL_COUNT + 1, 400]  # both sides of the table's range
+    x = torch.tensor(counts, dtype=torch.float32).repeat(4000, 1)
+    torch.manual_seed(0)
+    sample = (thin_counts if path == "cpu_kernel" else _thin_torch)(x, 2, keep)
+    assert sample.shape == (2, 4000, len(counts))
+    for j, n in enumerate(counts):
+        draws = sample[:, :, j].flatten().numpy().astype(int)
+        assert draws.min() >= 0 and draws.max() <= n
+        expected = binom.pmf(range(n + 1), n, keep) * draws.size
+        seen = np.bincount(draws, minlength=n + 1)
+        ok = expected > 5  # the chi-square test's usual validity condition
+        stat = chisquare(seen[ok], expected[ok] * seen[ok].sum() / expected[ok].sum())
+        assert stat.pvalue > 1e-3, (n, keep, path, stat)
+        se = math.sqrt(n * keep * (1 - keep) / draws.size)
+        assert abs(draws.mean() - n * keep) < 4 * se, (n, keep, path, draws.mean())
+
+
+def test_thinning_rounds_counts_and_is_reproducible_per_seed():
+    from cplmix_sc.module._augment import thin_counts
+
+    x = torch.tensor([[2.6, -3.0, float("nan"), 0.0, 1.0]])
+    torch.manual_seed(0)
+    a = thin_counts(x.repeat(500, 1), 2, 0.5)
+    assert a[..., 0].max() == 3  # 2.6 counts as 3 UMIs
+    assert (a[..., 1:4] == 0).all()  # negative, NaN and zero: nothing to keep
+    torch.manual_seed(0)
+    assert torch.equal(a, thin_counts(x.repeat(500, 1), 2, 0.5))
+    assert not torch.equal(a[0], a[1])
+    assert torch.equal(thin_counts(x[:, :2], 2, 1.0)[1], x[:, :2])  # keep 1: the input
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
+def test_thinning_outside_zero_one_is_refused(bad):
+    with pytest.raises(ValueError, match=r"`thinning`.*\(0, 1\]"):
+        CplMixVAEModule(20, thinning=bad)
 
 
 def test_linear_decoder_is_profile_plus_state_slopes_per_category():

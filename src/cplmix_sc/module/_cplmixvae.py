@@ -157,6 +157,11 @@ class CplMixVAEModule(BaseModuleClass):
         self.usage_target = usage_target
         self.temperature = temperature
         self.augmentation = augmentation
+        if not 0.0 < thinning <= 1.0:
+            raise ValueError(
+                f"`thinning` is the fraction of UMIs each arm's copy keeps: it must be in (0, 1], "
+                f"got {thinning}."
+            )
         self.thinning = thinning
         if augmentation == "learned" and augmenter_kwargs is None:
             raise ValueError(
