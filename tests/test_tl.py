@@ -70,11 +70,14 @@ def test_traversal_markers_flat_and_profiles_tidy(trained):
     assert prof["position"].min() == 0 and prof["position"].max() == 1
     sc = res.scores.set_index(["cell_type", "gene"])["log2_range"]
     # markers move far less along the state than activity genes of responsive types (the
-    # simulator normalises means over genes, so markers are not exactly flat in truth)
+    # simulator normalises means over genes, so markers are not exactly flat in truth: their
+    # mean log2 expression differs by up to 0.56 between cells with s < -0.5 and s > 0.5,
+    # against 2-10 for the activity genes shown)
     responsive = {t for t, v in truth.items() if v in adata.uns["simulation"]["responsive_types"]}
     for t in responsive:
-        assert sc.loc[t].loc[markers].max() < 1.0
+        assert sc.loc[t].loc[markers].max() < 1.5
         assert sc.loc[t].loc[activity].max() > 2.0
+        assert sc.loc[t].loc[markers].max() < 0.25 * sc.loc[t].loc[activity].max()
     t0 = next(t for t, v in truth.items() if v == "T0")  # markers in their own type
     assert sc.loc[t0].loc[markers].max() < 1.0
     # the sweep covers the cells' state range (5th-95th percentile along the main axis)
