@@ -49,9 +49,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def load_task(task: str):
-    """``zeisel47``, ``zeisel7``, ``sim`` or ``sim:M`` (the simulator with marker_effect M)."""
+    """``zeisel47``, ``zeisel7``, ``sim``, ``sim:M`` (the simulator with marker_effect M) or
+    ``sim:M:S`` (and state_effect S; default 3)."""
     if task.startswith("sim"):
-        kw = {"marker_effect": float(task.split(":")[1])} if ":" in task else {}
+        parts = task.split(":")[1:]
+        kw = dict(zip(("marker_effect", "state_effect"), map(float, parts), strict=False))
         adata = cplmix_sc.datasets.synthetic(seed=0, **kw)
         return adata, "type", 12
     adata = cplmix_sc.datasets.zeisel2015()
