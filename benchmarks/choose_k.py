@@ -2,18 +2,26 @@
 
     python benchmarks/choose_k.py sim 24          # simulator with 12 types, from 24
     python benchmarks/choose_k.py zeisel47 80     # Zeisel (47 subclasses), from 80
+    python benchmarks/choose_k.py sim:1.2:1.5 24  # simulator with state effect 1.5 (default 3)
+    python benchmarks/choose_k.py sim:1.2 24 --curve 6   # force pruning down to 6, one a round
 
 Trains CplMixVAE with its defaults and ``n_categories`` = the second argument, then
 ``model.prune()`` with its defaults, printing the pruning history, the scores against the
 labels before and after, and the same scores of a model given the true K. Seed 0.
+
+``--curve K_MIN`` instead keeps pruning past the stopping rule: every round removes the least
+consistent category (``prune(min_consensus=1.0, max_rounds=1)``) and fine-tunes, down to
+``K_MIN``, printing the round's consensus, log-ratio, reconstruction and the scores against the
+labels: what a "largest consensus jump" rule would see.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 import warnings
 
+import numpy as np
 import scvi
 from quality import load_task
 
@@ -23,8 +31,30 @@ from cplmix_sc.metrics import clustering_scores
 warnings.filterwarnings("ignore")
 
 
+def curve(model, truth, k_min: int) -> None:
+    """Prune one category per round down to ``k_min``, printing each round."""
+    while True:
+        k_before = len(model.active_categories)
+        hist = model.prune(min_consensus=1.0, max_rounds=1, min_categories=k_min,
+                           annotate=False, enable_progress_bar=False)
+        row = hist.iloc[0]
+        s = clustering_scores(truth, model.predict())
+        print(f"K={row['n_categories']} mean consensus {row['mean_consensus']:.3f} "
+              f"(10th percentile {np.quantile(list(row['consensus'].values()), 0.1):.3f}) "
+              f"log-ratio {row['log_ratio']:.2f} reconstruction {row['reconstruction']:.1f} "
+              f"removed {row['removed']} -> ari {s['ari']:.3f} ami {s['ami']:.3f}", flush=True)
+        k_now = len(model.active_categories)
+        if k_now == k_before or k_now <= k_min:
+            break
+
+
 def main() -> None:
-    task, k0 = sys.argv[1], int(sys.argv[2])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("task")
+    p.add_argument("k0", type=int)
+    p.add_argument("--curve", type=int, default=None, metavar="K_MIN")
+    args = p.parse_args()
+    task, k0 = args.task, args.k0
     adata, key, k_true = load_task(task)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     scvi.settings.seed = 0
@@ -34,6 +64,9 @@ def main() -> None:
     s0 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(f"trained K={k0}: used {adata.obs['cpl_type'].nunique()}, ari {s0['ari']:.3f} "
           f"ami {s0['ami']:.3f} acc {s0['accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
+    if args.curve is not None:
+        curve(model, adata.obs[key], args.curve)
+        return
     hist = model.prune(enable_progress_bar=False)
     s1 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(hist.drop(columns=["consensus"]).to_string())
