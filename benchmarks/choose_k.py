@@ -7,7 +7,8 @@
 
 Trains CplMixVAE with its defaults and ``n_categories`` = the second argument, then
 ``model.prune()`` with its defaults, printing the pruning history, the scores against the
-labels before and after, and the same scores of a model given the true K. Seed 0.
+labels before and after, and the same scores of a model given the true K. Seed 0 unless
+``--seed``.
 
 ``--curve K_MIN`` instead keeps pruning past the stopping rule: every round removes the least
 consistent category (``prune(min_consensus=1.0, max_rounds=1)``) and fine-tunes, down to
@@ -22,6 +23,7 @@ import time
 import warnings
 
 import numpy as np
+import pandas as pd
 import scvi
 import torch
 from quality import load_task
@@ -66,22 +68,35 @@ def objective(model) -> str:
     return ", ".join(f"{k} {v / n:.2f}" for k, v in sums.items())
 
 
+def state_ranges(adata, key: str, labels: np.ndarray) -> pd.DataFrame:
+    """Per (true type, category) with more than 10 cells: the true state's 10/50/90% points."""
+    df = pd.DataFrame({"type": adata.obs[key].astype(str).to_numpy(), "category": labels,
+                       "state": adata.obs["state"].to_numpy()})
+    g = df.groupby(["type", "category"])["state"]
+    out = pd.DataFrame({"n_cells": g.size(), "state_q10": g.quantile(0.1),
+                        "state_median": g.median(), "state_q90": g.quantile(0.9)})
+    return out[out["n_cells"] > 10].round(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("task")
     p.add_argument("k0", type=int)
     p.add_argument("--curve", type=int, default=None, metavar="K_MIN")
+    p.add_argument("--seed", type=int, default=0, help="training seed (the data stay seed 0)")
     args = p.parse_args()
     task, k0 = args.task, args.k0
     adata, key, k_true = load_task(task)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
-    scvi.settings.seed = 0
+    scvi.settings.seed = args.seed
     t0 = time.perf_counter()
     model = cplmix_sc.CplMixVAE(adata, n_categories=k0)
     model.train(enable_progress_bar=False)
     s0 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(f"trained K={k0}: used {adata.obs['cpl_type'].nunique()}, ari {s0['ari']:.3f} "
           f"ami {s0['ami']:.3f} acc {s0['accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
+    if "state" in adata.obs:  # the simulator: where along the true state each category sits
+        print(state_ranges(adata, key, model.predict()).to_string())
     if args.curve is not None:
         curve(model, adata.obs[key], args.curve)
         return
@@ -91,7 +106,7 @@ def main() -> None:
     print(f"pruned: K={len(model.active_categories)}, used {adata.obs['cpl_type'].nunique()}, "
           f"ari {s1['ari']:.3f} ami {s1['ami']:.3f} acc {s1['accuracy']:.3f} "
           f"({time.perf_counter() - t0:.0f} s)")
-    scvi.settings.seed = 0
+    scvi.settings.seed = args.seed
     ref = cplmix_sc.CplMixVAE(adata, n_categories=k_true)
     ref.train(enable_progress_bar=False, key_added="ref")
     s2 = clustering_scores(adata.obs[key], adata.obs["ref_type"])
