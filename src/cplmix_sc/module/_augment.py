@@ -82,42 +82,50 @@ def _drop_tables(keep: float) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _kernel():
-    """The compiled CPU sampler (compiled on first use, about 1.5 s), or None without numba."""
+    """The compiled CPU sampler, or None without numba.
+
+    Compiled on first use (about 1.5 s) and cached on disk where numba finds a writable cache
+    directory (next to this file, or numba's user-wide cache), so later processes load it.
+    """
     try:
         import numba
     except ImportError:  # pragma: no cover - numba comes with scanpy
         return None
+    try:
+        return numba.njit(nogil=True, cache=True)(_thin_kernel)
+    except RuntimeError:  # pragma: no cover - no writable cache location: compile per process
+        return numba.njit(nogil=True)(_thin_kernel)
 
-    @numba.njit(nogil=True, cache=False)
-    def thin(src, cdf, guide, drop, seed, out):  # pragma: no cover - compiled
-        # numba compiles the legacy global generator (per thread), for counts > SMALL_COUNT
-        np.random.seed(seed & 0xFFFFFFFF)  # noqa: NPY002
-        n_small = cdf.shape[0] - 1
-        n_guide = guide.shape[1]
-        state = np.uint64(seed)
-        golden = np.uint64(0x9E3779B97F4A7C15)
-        m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-        s30, s27, s31, s11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-        scale = 1.0 / 9007199254740992.0  # 2**-53
-        for c in range(out.shape[0]):
-            for i in range(src.size):
-                v = src[i]
-                if not 0.5 < v < 1e18:  # zero, negative, NaN or infinite
-                    out[c, i] = 0.0
-                    continue
-                n = int(np.rint(v))
-                if n <= n_small:
-                    state += golden  # splitmix64: one uniform in [0, 1)
-                    z = state
-                    z = (z ^ (z >> s30)) * m1
-                    z = (z ^ (z >> s27)) * m2
-                    z = z ^ (z >> s31)
-                    u = float(z >> s11) * scale
-                    k = guide[n, int(u * n_guide)]
-                    while u >= cdf[n, k]:
-                        k += 1
-                    out[c, i] = n - k
-                else:
-                    out[c, i] = n - np.random.binomial(n, drop)  # noqa: NPY002
 
-    return thin
+def _thin_kernel(src, cdf, guide, drop, seed, out):  # pragma: no cover - compiled by numba
+    """Thin ``src`` (flat counts) into ``out`` ``(n_copies, size)``; see the module docstring."""
+    # numba compiles the legacy global generator (per thread), for counts > SMALL_COUNT
+    np.random.seed(seed & 0xFFFFFFFF)  # noqa: NPY002
+    n_small = cdf.shape[0] - 1
+    n_guide = guide.shape[1]
+    state = np.uint64(seed)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    s30, s27, s31, s11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+    scale = 1.0 / 9007199254740992.0  # 2**-53
+    for c in range(out.shape[0]):
+        for i in range(src.size):
+            v = src[i]
+            if not 0.5 < v < 1e18:  # zero, negative, NaN or infinite
+                out[c, i] = 0.0
+                continue
+            n = int(np.rint(v))
+            if n <= n_small:
+                state += golden  # splitmix64: one uniform in [0, 1)
+                z = state
+                z = (z ^ (z >> s30)) * m1
+                z = (z ^ (z >> s27)) * m2
+                z = z ^ (z >> s31)
+                u = float(z >> s11) * scale
+                k = guide[n, int(u * n_guide)]
+                while u >= cdf[n, k]:
+                    k += 1
+                out[c, i] = n - k
+            else:
+                out[c, i] = n - np.random.binomial(n, drop)  # noqa: NPY002
+
