@@ -103,6 +103,11 @@ def main() -> None:
     hist = model.prune(enable_progress_bar=False)
     s1 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(hist.drop(columns=["consensus"]).to_string())
+    last = hist.iloc[-1]["consensus"]
+    survivors = [last[int(c)] for c in model.active_categories if int(c) in last]
+    print(f"consensus of the {len(survivors)} surviving categories: mean "
+          f"{np.mean(survivors):.3f}, min {np.min(survivors):.3f}; cells on which the arms "
+          f"agree: {adata.uns['cpl']['arm_consensus']:.3f}")
     print(f"pruned: K={len(model.active_categories)}, used {adata.obs['cpl_type'].nunique()}, "
           f"ari {s1['ari']:.3f} ami {s1['ami']:.3f} acc {s1['accuracy']:.3f} "
           f"({time.perf_counter() - t0:.0f} s)")
