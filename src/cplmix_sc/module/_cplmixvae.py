@@ -83,7 +83,8 @@ class CplMixVAEModule(BaseModuleClass):
         fresh copy per arm and step from the frozen learned augmenter (``augmenter_kwargs``);
         ``"none"``.
     thinning
-        Fraction of UMIs kept by the ``"simple"`` augmentation.
+        Fraction of UMIs kept by the ``"simple"`` augmentation, in (0, 1] (exact binomial
+        thinning; on the CPU by the compiled sampler of :mod:`cplmix_sc.module._augment`).
     input_dropout
         Dropout on the encoders' input (sec. L.1).
     state_dropout
