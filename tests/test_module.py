@@ -111,8 +111,10 @@ def test_thinning_draws_exact_binomial_counts(keep, path):
     """Both samplers (the CPU kernel and the GPU's torch.binomial) give Binomial(n, keep)."""
     from scipy.stats import binom, chisquare
 
-    from cplmix_sc.module._augment import SMALL_COUNT, _thin_torch, thin_counts
+    from cplmix_sc.module._augment import SMALL_COUNT, _kernel, _thin_torch, thin_counts
 
+    if path == "cpu_kernel":
+        assert _kernel() is not None  # numba is a dependency: the compiled sampler must run
     counts = [1, 2, 7, SMALL_COUNT, SMALL_COUNT + 1, 400]  # both sides of the table's range
     x = torch.tensor(counts, dtype=torch.float32).repeat(4000, 1)
     torch.manual_seed(0)
@@ -133,7 +135,7 @@ def test_thinning_draws_exact_binomial_counts(keep, path):
 def test_thinning_rounds_counts_and_is_reproducible_per_seed():
     from cplmix_sc.module._augment import thin_counts
 
-    x = torch.tensor([[2.6, -3.0, float("nan"), 0.0, 1.0]])
+    x = torch.tensor([[2.6, -3.0, float("nan"), 0.0, 1.0, 1000.0]])  # 1000: past the table
     torch.manual_seed(0)
     a = thin_counts(x.repeat(500, 1), 2, 0.5)
     assert a[..., 0].max() == 3  # 2.6 counts as 3 UMIs
@@ -141,6 +143,9 @@ def test_thinning_rounds_counts_and_is_reproducible_per_seed():
     torch.manual_seed(0)
     assert torch.equal(a, thin_counts(x.repeat(500, 1), 2, 0.5))
     assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a, thin_counts(x.repeat(500, 1), 2, 0.5))  # a fresh draw per call
+    big = torch.tensor([[2.0**24 + 1]], dtype=torch.float64)  # float64 stays exact
+    assert thin_counts(big, 1, 1.0 - 1e-12).item() == 2.0**24 + 1
     assert torch.equal(thin_counts(x[:, :2], 2, 1.0)[1], x[:, :2])  # keep 1: the input
 
 

@@ -12,9 +12,9 @@ therefore samples with a small compiled (numba) kernel instead: the number of *d
 of an entry with count ``n <= SMALL_COUNT`` is drawn by inversion of the exact
 ``Binomial(n, 1 - keep)`` CDF (a table computed once per ``keep``, with a guide table so that
 the search starts next to the answer), larger counts by numba's ``np.random.binomial``, and
-zeros cost a comparison. The samples are exact (up to the double-precision CDF) and seeded
-from PyTorch's generator, so ``scvi.settings.seed`` makes them reproducible. On a GPU, or
-without numba, ``torch.binomial`` is used.
+zeros cost a comparison. The samples are exact (up to the double-precision CDF; counts are
+read as float32, or float64 for float64 input) and seeded from PyTorch's generator, so
+``scvi.settings.seed`` makes them reproducible. On a GPU ``torch.binomial`` is used.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def thin_counts(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
     """Binomial thinning: each UMI is kept with probability ``keep``, independently per copy.
 
     Thinning is type-preserving (it mimics a shallower sequencing of the same cell) and gives
-    different copies for different arms. Non-integer inputs are rounded first (negative and
-    non-finite entries count as 0 on the CPU). Returns ``(n_copies, B, G)``.
+    different copies for different arms. Non-integer inputs are rounded first (on the CPU,
+    negative and non-finite entries, and counts above 1e18, count as 0). ``keep = 1`` returns
+    the input unchanged. Returns ``(n_copies, B, G)``.
     """
+    keep = float(keep)
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"`thinning` (the fraction of UMIs kept) must be in (0, 1], got {keep}.")
     xs = x.unsqueeze(0).expand(n_copies, *x.shape)
@@ -57,8 +59,9 @@ def _thin_torch(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
 
 def _thin_cpu(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
     cdf, guide = _drop_tables(float(keep))
-    src = x.detach().to(torch.float32).contiguous().numpy().ravel()
-    out = np.empty((n_copies, src.size), dtype=np.float32)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact above 2**24
+    src = x.detach().to(work).contiguous().numpy().ravel()
+    out = np.empty((n_copies, src.size), dtype=src.dtype)
     # one 63-bit seed from PyTorch's generator: reproducible under scvi.settings.seed
     seed = int(torch.randint(0, 2**62, (1,), dtype=torch.int64))
     _kernel()(src, cdf, guide, 1.0 - keep, seed, out)
