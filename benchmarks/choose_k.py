@@ -4,6 +4,7 @@
     python benchmarks/choose_k.py zeisel47 80     # Zeisel (47 subclasses), from 80
     python benchmarks/choose_k.py sim:1.2:1.5 24  # simulator with state effect 1.5 (default 3)
     python benchmarks/choose_k.py sim:1.2 24 --curve 6   # force pruning down to 6, one a round
+    python benchmarks/choose_k.py sim:1.2:2.0 24 --init-resolution 0.3   # a coarser start
 
 Trains CplMixVAE with its defaults and ``n_categories`` = the second argument, then
 ``model.prune()`` with its defaults, printing the pruning history, the scores against the
@@ -84,6 +85,8 @@ def main() -> None:
     p.add_argument("k0", type=int)
     p.add_argument("--curve", type=int, default=None, metavar="K_MIN")
     p.add_argument("--seed", type=int, default=0, help="training seed (the data stay seed 0)")
+    p.add_argument("--init-resolution", type=float, default=1.0,
+                   help="train(init_resolution=...) of the model started from K0")
     args = p.parse_args()
     task, k0 = args.task, args.k0
     adata, key, k_true = load_task(task)
@@ -91,7 +94,7 @@ def main() -> None:
     scvi.settings.seed = args.seed
     t0 = time.perf_counter()
     model = cplmix_sc.CplMixVAE(adata, n_categories=k0)
-    model.train(enable_progress_bar=False)
+    model.train(enable_progress_bar=False, init_resolution=args.init_resolution)
     s0 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(f"trained K={k0}: used {adata.obs['cpl_type'].nunique()}, ari {s0['ari']:.3f} "
           f"ami {s0['ami']:.3f} acc {s0['accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")

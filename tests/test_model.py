@@ -236,6 +236,31 @@ def test_graph_start_joins_the_pieces_of_stretched_types():
     assert all(len(set(types[loose == c])) == 1 for c in range(n_communities))  # all pure
 
 
+def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
+    """train(init_resolution=...) sets the Leiden resolution of the start, and a lower one
+    gives fewer starting categories; it is checked like every other argument."""
+    import cplmix_sc.model._cplmixvae as mm
+    from cplmix_sc._graph import graph_start
+
+    seen = []
+
+    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0):
+        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution)
+        seen.append((resolution, len(np.unique(labels))))
+        return labels
+
+    monkeypatch.setattr(mm, "graph_start", spy)
+    CplMixVAE.setup_anndata(easy_sim)
+    for res in (2.0, 0.05):
+        scvi.settings.seed = 0
+        CplMixVAE(easy_sim, n_categories=20).train(**QUICK, init_resolution=res, annotate=False)
+    (hi, n_hi), (lo, n_lo) = seen
+    assert (hi, lo) == (2.0, 0.05)
+    assert n_lo < n_hi
+    with pytest.raises(ValueError, match=r"`init_resolution` must be in \(0.0, inf\)"):
+        CplMixVAE(easy_sim, n_categories=4).train(**QUICK, init_resolution=0)
+
+
 def test_graph_start_leaves_torch_thread_count_alone():
     # numba's OpenMP layer (UMAP connectivities inside sc.pp.neighbors) used to reset PyTorch
     # to all cores, overriding torch.set_num_threads(1) for the rest of the process

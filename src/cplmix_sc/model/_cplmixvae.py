@@ -350,6 +350,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         resume: bool | str | os.PathLike = False,
         data_on_device: bool | Literal["auto"] = "auto",
         coupling_warmup: float = 0.5,
+        init_resolution: float = 1.0,
         **trainer_kwargs,
     ):
         """Train the model, then write the types and states into the AnnData.
@@ -444,6 +445,13 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             see ``docs/model.md``. Only a model's first training uses it: a second
             ``train()`` and the fine-tuning of :meth:`prune` keep full coupling, so that arms
             that already agree are not let apart again.
+        init_resolution
+            Leiden resolution of the graph start (``init="leiden"``; scanpy's default 1).
+            Where a strong continuous state cuts types into pieces that the model then keeps
+            as separate categories, a lower resolution starts from coarser communities: on
+            the simulator with state effect 2 (``benchmarks/resolution_scan.py``), 0.2-0.5
+            gives its 12 types where 1 gives 21 pieces; on Zeisel 0.5 gives 8 coarse
+            clusters. See ``docs/model.md``, "Choosing K".
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
             bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
@@ -452,6 +460,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         check_number("lr", lr, low=0.0)
         check_number("train_size", train_size, low=0.0, high=1.0)
         check_number("coupling_warmup", coupling_warmup, low=0.0, high=1.0, low_inclusive=True)
+        check_number("init_resolution", init_resolution, low=0.0)
         if self.is_trained_:  # continued training / prune's fine-tuning: arms already agree
             coupling_warmup = 0.0
         if data_on_device not in (True, False, "auto"):
@@ -469,6 +478,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 pretrain_epochs
             )
             init = meta["init"]
+            init_resolution = meta.get("init_resolution", init_resolution)
             if train_size < 1 and meta.get("seed") != settings.seed:
                 warnings.warn(
                     f"The interrupted run used scvi.settings.seed={meta.get('seed')}, this one "
@@ -514,6 +524,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "max_epochs": max_epochs,
             "pretrain_epochs": pretrain_epochs,
             "init": init,
+            "init_resolution": init_resolution,
             "init_params": _jsonable(self.init_params_),
             "seed": settings.seed,
         }
@@ -559,7 +570,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 resume_path = ckpt["path"]
         if start == "warmup":
             if ckpt is None or init == "leiden":  # a Leiden teacher is not saved: refit it
-                self._fit_teacher(init)
+                self._fit_teacher(init, init_resolution)
             fit("warmup", pretrain_epochs, resume_path)
             resume_path = None
         if start in ("warmup", "mixture"):
@@ -632,7 +643,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.load_state_dict(state)
         self.module.to(self.device)
 
-    def _fit_teacher(self, init: str = "kmeans") -> None:
+    def _fit_teacher(self, init: str = "kmeans", resolution: float = 1.0) -> None:
         """The warm-up's starting categories from the top PCs of log-normalised counts.
 
         ``"kmeans"``: k-means, taught by nearest centroid. ``"leiden"``: Leiden communities of a
@@ -663,7 +674,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         if sample is not None:
             pcs = pcs[sample]
         if init == "leiden":
-            labels = graph_start(pcs, k, seed=settings.seed)
+            labels = graph_start(pcs, k, seed=settings.seed, resolution=resolution)
             centers = np.stack([
                 pcs[labels == c].mean(0) if np.any(labels == c) else np.zeros(pcs.shape[1])
                 for c in range(k)

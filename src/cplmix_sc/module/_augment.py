@@ -58,7 +58,7 @@ def _thin_torch(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
 
 
 def _thin_cpu(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
-    cdf, guide = _drop_tables(float(keep))
+    cdf, guide = _drop_tables(keep)
     work = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact above 2**24
     src = x.detach().to(work).contiguous().numpy().ravel()
     out = np.empty((n_copies, src.size), dtype=src.dtype)
