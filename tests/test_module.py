@@ -151,8 +151,12 @@ def test_thinning_rounds_counts_and_is_reproducible_per_seed():
 
 @pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
 def test_thinning_outside_zero_one_is_refused(bad):
-    with pytest.raises(ValueError, match=r"`thinning`.*\(0, 1\]"):
+    from cplmix_sc.module._augment import thin_counts
+
+    with pytest.raises(ValueError, match=r"`thinning` must be in \(0.0, 1.0\]"):
         CplMixVAEModule(20, thinning=bad)
+    with pytest.raises(ValueError, match=r"`thinning` must be in \(0.0, 1.0\]"):
+        thin_counts(torch.ones(2, 3), 2, bad)  # the sampler checks it too (direct callers)
 
 
 def test_linear_decoder_is_profile_plus_state_slopes_per_category():

@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .._validation import check_number
+
 AUGMENTATIONS = ("simple", "learned", "none")
 
 #: counts up to this are thinned by table inversion on the CPU; larger ones by a sampler
@@ -40,12 +42,9 @@ def thin_counts(x: torch.Tensor, n_copies: int, keep: float) -> torch.Tensor:
     negative and non-finite entries, and counts above 1e18, count as 0). ``keep = 1`` returns
     the input unchanged. Returns ``(n_copies, B, G)``.
     """
-    keep = float(keep)
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"`thinning` (the fraction of UMIs kept) must be in (0, 1], got {keep}.")
-    xs = x.unsqueeze(0).expand(n_copies, *x.shape)
-    if keep >= 1.0:
-        return xs.clone()
+    keep = check_number("thinning", float(keep), low=0.0, high=1.0)
+    if keep == 1.0:
+        return x.unsqueeze(0).expand(n_copies, *x.shape).clone()
     if x.device.type == "cpu" and _kernel() is not None:
         return _thin_cpu(x, n_copies, keep)
     return _thin_torch(x, n_copies, keep)

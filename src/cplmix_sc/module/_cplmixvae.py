@@ -15,7 +15,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from .._validation import check_choice
+from .._validation import check_choice, check_number
 from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
 from ._coupling import COUPLINGS
@@ -158,12 +158,7 @@ class CplMixVAEModule(BaseModuleClass):
         self.usage_target = usage_target
         self.temperature = temperature
         self.augmentation = augmentation
-        if not 0.0 < thinning <= 1.0:
-            raise ValueError(
-                f"`thinning` is the fraction of UMIs each arm's copy keeps: it must be in (0, 1], "
-                f"got {thinning}."
-            )
-        self.thinning = thinning
+        self.thinning = check_number("thinning", thinning, low=0.0, high=1.0)
         if augmentation == "learned" and augmenter_kwargs is None:
             raise ValueError(
                 'augmentation="learned" needs a trained augmenter: build the model with '
