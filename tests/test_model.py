@@ -261,6 +261,68 @@ def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
         CplMixVAE(easy_sim, n_categories=4).train(**QUICK, init_resolution=0)
 
 
+def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
+    """Leaving the state's genes out of the start's PCA stops the graph start from cutting
+    types along the state: fewer starting communities, closer to the types; the left-out
+    genes get zero teacher loadings; every form of the argument is checked."""
+    import cplmix_sc
+    import cplmix_sc.model._cplmixvae as mm
+    from cplmix_sc._graph import graph_start
+    from cplmix_sc.metrics import clustering_scores
+
+    adata = cplmix_sc.datasets.synthetic(
+        n_cells=400, n_genes=300, n_types=4, n_markers=15, n_activity=40, n_housekeeping=20,
+        marker_effect=1.5, state_effect=3.0, seed=0,
+    )
+    starts = []
+
+    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0):
+        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution)
+        starts.append(labels)
+        return labels
+
+    monkeypatch.setattr(mm, "graph_start", spy)
+    CplMixVAE.setup_anndata(adata)
+    state_genes = (adata.var["role"] == "activity").to_numpy()
+    adata.var["state_gene"] = state_genes
+    models = []
+    for exclude in (None, list(adata.var_names[state_genes]), state_genes, "state_gene"):
+        scvi.settings.seed = 0
+        m = CplMixVAE(adata, n_categories=20)
+        m.train(**QUICK, init_exclude_genes=exclude, annotate=False)
+        models.append(m)
+    full, *without = starts
+    for labels in without[1:]:  # names, mask and var column: the same start
+        np.testing.assert_array_equal(labels, without[0])
+    truth = adata.obs["type"]
+    assert len(np.unique(without[0])) < len(np.unique(full))
+    assert (clustering_scores(truth, without[0])["ari"]
+            > clustering_scores(truth, full)["ari"] + 0.1)
+    loadings = models[1].module.teacher_loadings
+    assert torch.count_nonzero(loadings[torch.as_tensor(state_genes)]) == 0
+    assert torch.count_nonzero(loadings[torch.as_tensor(~state_genes)]) > 0
+    assert torch.count_nonzero(models[0].module.teacher_loadings[torch.as_tensor(state_genes)])
+
+    model = CplMixVAE(adata, n_categories=4)
+    with pytest.warns(UserWarning, match="1 of the 2 genes .* are not in adata.var_names"):
+        model.train(**QUICK, annotate=False, init_exclude_genes=["Ieg0", "NotAGene"])
+    cases = [
+        (["NotAGene"], "None of the 1 genes in `init_exclude_genes` is in adata.var_names"),
+        ([], "`init_exclude_genes` is an empty list; pass None"),
+        (np.ones(3, dtype=bool), r"one entry per gene \(300\), got shape \(3,\)"),
+        ("nope", "'nope' is not a column of adata.var"),
+        ("role", r"adata.var\['role'\] must be boolean"),
+        (np.ones(300, dtype=bool), "leaves 0 of 300 genes for the start"),
+    ]
+    for exclude, message in cases:
+        with pytest.raises(ValueError, match=message):
+            CplMixVAE(adata, n_categories=4).train(**QUICK, init_exclude_genes=exclude)
+    with pytest.raises(ValueError, match="init='random' has none"):
+        CplMixVAE(adata, n_categories=4).train(
+            **QUICK, init="random", init_exclude_genes=["Ieg0"]
+        )
+
+
 def test_graph_start_leaves_torch_thread_count_alone():
     # numba's OpenMP layer (UMAP connectivities inside sc.pp.neighbors) used to reset PyTorch
     # to all cores, overriding torch.set_num_threads(1) for the rest of the process

@@ -442,6 +442,24 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(uninterrupted, stop,
         torch.testing.assert_close(value, state[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_resume_refits_the_start_on_the_same_genes(tmp_path):
+    """The graph start is refit on resume: with the genes the interrupted run left out
+    (kept in the checkpoint), not all genes, so the result is the uninterrupted one's."""
+    model = _fresh_model()
+    exclude = list(model.adata.var_names[::2])
+    model.train(**RESUME_KW, init_exclude_genes=exclude)
+    probs = model.get_type_probabilities()
+    model = _fresh_model()
+    with pytest.raises(RuntimeError, match="killed"):
+        model.train(**RESUME_KW, init_exclude_genes=exclude, checkpoint_dir=tmp_path,
+                    checkpoint_every=1, callbacks=[StopAt("warmup", 1)])
+    model = _fresh_model()
+    model.train(enable_progress_bar=False, train_size=0.9, batch_size=16,
+                checkpoint_dir=tmp_path, resume=True)
+    assert not model.module.teacher_loadings[::2].any()
+    np.testing.assert_allclose(model.get_type_probabilities(), probs, rtol=0, atol=1e-6)
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     model = _fresh_model()
     model.train(**{**RESUME_KW, "max_epochs": 1, "pretrain_epochs": 1},

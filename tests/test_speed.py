@@ -161,6 +161,35 @@ def test_teacher_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
     assert pcs_s.shape == pcs.shape
 
 
+def test_teacher_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
+    """log_pca(genes=mask): the PCA of those genes of the log-normalised counts (cells still
+    normalised by their total over all genes), with zero loadings and mean elsewhere, so the
+    module's projection of any cell gives its PCs; both the dense and the chunked path."""
+    from sklearn.decomposition import PCA
+
+    from cplmix_sc.module import log_normalise
+
+    x = sp.csr_matrix(easy_sim.X)
+    genes = np.zeros(x.shape[1], dtype=bool)
+    genes[::3] = True
+    dense = torch.as_tensor(x.toarray(), dtype=torch.float32)
+    logx = log_normalise(dense, dense.sum(-1, keepdim=True)).numpy()
+    ref = PCA(3, random_state=0).fit(logx[:, genes])
+    old = pca_mod.MAX_DENSE_ENTRIES
+    try:
+        for limit in (old, 200 * x.shape[1]):  # whole, then fit on 200 cells in chunks
+            pca_mod.MAX_DENSE_ENTRIES = limit
+            mean, comps, pcs = pca_mod.log_pca(x, 3, seed=0, genes=genes)
+            assert comps.shape == (3, x.shape[1]) and mean.shape == (x.shape[1],)
+            assert not comps[:, ~genes].any() and not mean[~genes].any()
+            np.testing.assert_allclose((logx - mean) @ comps.T, pcs, atol=1e-4)
+            if limit == old:
+                np.testing.assert_array_equal(comps[:, genes], ref.components_)
+                np.testing.assert_array_equal(pcs, ref.transform(logx[:, genes]))
+    finally:
+        pca_mod.MAX_DENSE_ENTRIES = old
+
+
 def test_deferred_non_finite_check_names_the_step_and_restores_weights():
     from lightning.pytorch import Callback
 

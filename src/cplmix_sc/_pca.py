@@ -22,10 +22,20 @@ def _log_rows(x) -> np.ndarray:
     return log_normalise(x, x.sum(-1, keepdim=True)).numpy()
 
 
-def log_pca(x, n_pcs: int, seed: int | None, max_fit_cells: int | None = None):
+def log_pca(
+    x,
+    n_pcs: int,
+    seed: int | None,
+    max_fit_cells: int | None = None,
+    genes: np.ndarray | None = None,
+):
     """PCA of log-normalised counts: ``(mean, components, pcs)``.
 
-    ``mean`` is ``(G,)``, ``components`` ``(n_pcs, G)`` and ``pcs`` ``(n_cells, n_pcs)``. A
+    ``mean`` is ``(G,)``, ``components`` ``(n_pcs, G)`` and ``pcs`` ``(n_cells, n_pcs)``.
+    ``genes`` (boolean, ``(G,)``) restricts the PCA to some genes: cells are still normalised
+    by their total over all genes (as ``module.log_normalise``), and the left-out genes get
+    zero loadings and zero mean, so ``(log_normalise(x) - mean) @ components.T`` gives the same
+    ``pcs`` for every cell. A
     matrix of at most :data:`MAX_DENSE_ENTRIES` entries is densified and given to
     :class:`sklearn.decomposition.PCA` whole (as the teacher always did). A larger one is
     never densified whole: the PCA is fitted on a random sample of cells (as many as fit in
@@ -33,16 +43,24 @@ def log_pca(x, n_pcs: int, seed: int | None, max_fit_cells: int | None = None):
     a chunk of rows at a time.
     """
     n, g = x.shape
+    keep = slice(None) if genes is None else np.asarray(genes, dtype=bool)
     if n * g <= MAX_DENSE_ENTRIES:
-        logx = _log_rows(x)
+        logx = _log_rows(x)[:, keep]
         pca = PCA(n_pcs, random_state=seed).fit(logx)
-        return pca.mean_, pca.components_, pca.transform(logx)
-    n_fit = min(n, max(MAX_DENSE_ENTRIES // g, max_fit_cells or 0))
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, n_fit, replace=False))
-    pca = PCA(n_pcs, random_state=seed).fit(_log_rows(x[sample]))
-    pcs = np.empty((n, pca.n_components_), dtype=np.float32)
-    step = max(CHUNK_ENTRIES // g, 1)
-    for start in range(0, n, step):
-        pcs[start : start + step] = pca.transform(_log_rows(x[start : start + step]))
-    return pca.mean_, pca.components_, pcs
+        pcs = pca.transform(logx)
+    else:
+        n_fit = min(n, max(MAX_DENSE_ENTRIES // g, max_fit_cells or 0))
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, n_fit, replace=False))
+        pca = PCA(n_pcs, random_state=seed).fit(_log_rows(x[sample])[:, keep])
+        pcs = np.empty((n, pca.n_components_), dtype=np.float32)
+        step = max(CHUNK_ENTRIES // g, 1)
+        for start in range(0, n, step):
+            pcs[start : start + step] = pca.transform(_log_rows(x[start : start + step])[:, keep])
+    if genes is None:
+        return pca.mean_, pca.components_, pcs
+    mean = np.zeros(g, dtype=pca.mean_.dtype)
+    mean[keep] = pca.mean_
+    components = np.zeros((pca.n_components_, g), dtype=pca.components_.dtype)
+    components[:, keep] = pca.components_
+    return mean, components, pcs
