@@ -261,6 +261,31 @@ def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
         CplMixVAE(easy_sim, n_categories=4).train(**QUICK, init_resolution=0)
 
 
+@pytest.mark.parametrize("state_effect", [3.0, 0.0])
+def test_state_program_genes_finds_the_state_not_the_markers(state_effect):
+    """The "auto" start finds the genes a state moves within many types (the simulator's
+    activity genes), keeps the markers, and finds next to nothing without a state."""
+    import cplmix_sc
+    from cplmix_sc._graph import state_program_genes
+
+    adata = cplmix_sc.datasets.synthetic(
+        n_cells=1000, n_genes=400, n_types=6, n_markers=15, n_activity=40, n_housekeeping=20,
+        marker_effect=1.5, state_effect=state_effect, seed=0,
+    )
+    keep, z, info = state_program_genes(adata.X, seed=0)
+    flagged = adata.var["role"][~keep].value_counts()
+    assert keep.shape == z.shape == (400,)
+    if state_effect:
+        assert flagged["activity"] >= 35
+        assert flagged.get("marker", 0) == 0
+        # the start's communities join up as the state genes leave (6 types)
+        assert info["n_communities"][-1] < info["n_communities"][0]
+        assert info["n_communities"][-1] <= 8
+    else:
+        assert (~keep).sum() <= 8  # the z > 3 tail of 400 genes
+        assert flagged.get("activity", 0) == 0
+
+
 def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     """Leaving the state's genes out of the start's PCA stops the graph start from cutting
     types along the state: fewer starting communities, closer to the types; the left-out
@@ -321,6 +346,21 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
         CplMixVAE(adata, n_categories=4).train(
             **QUICK, init="random", init_exclude_genes=["Ieg0"]
         )
+    # the default, "auto": finds state genes, not markers, and a coarser start
+    scvi.settings.seed = 0
+    auto = CplMixVAE(adata, n_categories=20)
+    auto.train(**QUICK, annotate=False)
+    found = adata.var.loc[auto.init_excluded_genes_, "role"]
+    assert (found == "activity").sum() >= 20 and (found == "marker").sum() == 0
+    assert len(np.unique(starts[-1])) < len(np.unique(full))
+    assert not models[0].init_excluded_genes_.size  # None: every gene
+    # fewer categories than communities: the start merges along the graph, with every gene
+    few = CplMixVAE(adata, n_categories=2)
+    few.train(**QUICK, annotate=False)
+    assert len(np.unique(starts[-1])) == 2 and not few.init_excluded_genes_.size
+    random_start = CplMixVAE(adata, n_categories=4)
+    random_start.train(**QUICK, init="random", annotate=False)  # "auto" has nothing to do
+    assert random_start.init_excluded_genes_ is None
 
 
 def test_graph_start_leaves_torch_thread_count_alone():

@@ -135,3 +135,109 @@ def graph_start(
     if labels.max() + 1 > k:
         labels = merge_communities(g.obsp["connectivities"], labels, k)
     return _largest_first(labels)
+
+
+#: a community needs this many cells for its within-community PCs to count
+STATE_MIN_CELLS = 30
+#: at most this many cells of a community enter its within-community PCA
+STATE_MAX_CELLS = 2_000
+
+
+def state_program_genes(
+    x,
+    n_pcs: int = 30,
+    seed: int = 0,
+    resolution: float = 1.0,
+    n_state_pcs: int = 2,
+    z_threshold: float = 3.0,
+    max_iter: int = 5,
+    n_neighbors: int = 15,
+    max_communities: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Genes that move together *within* many graph communities: a state shared by types.
+
+    A continuous state (activity, stress, cell cycle) moves the same genes in cells of many
+    types, while a type's markers differ *between* communities and are flat within them.
+    Each round clusters the cells (Leiden on the top ``n_pcs`` PCs of the log-normalised
+    counts of the genes still kept), then, in every community of at least
+    :data:`STATE_MIN_CELLS` cells, measures the fraction of each gene's within-community
+    variance that the community's own top ``n_state_pcs`` PCs explain. A gene's score is that
+    fraction averaged over the communities, as a robust z-score against all genes (median and
+    MAD); genes above ``z_threshold`` are flagged and left out of the next round's PCs, so
+    that communities cut along the state join up and the state's other genes show. It stops
+    when a round flags no new gene, or after ``max_iter`` rounds.
+
+    With ``max_communities``, nothing is flagged when the first round (every gene) finds more
+    communities than that: the graph start then merges communities down to ``k`` along the
+    graph, which joins the pieces of a stretched type already, and leaving genes out there
+    measured worse (Zeisel at 7 categories: ARI 0.66 instead of 0.75, 3 seeds).
+
+    Parameters
+    ----------
+    x
+        Counts, cells x genes (dense or sparse).
+    n_pcs, seed, resolution, n_neighbors
+        The PCA and the Leiden clustering of each round (as the graph start).
+    n_state_pcs
+        Within-community PCs that define a community's state.
+    z_threshold
+        Robust z-score above which a gene is a state gene.
+    max_iter
+        Most rounds.
+    max_communities
+        Flag nothing if every gene gives more communities than this (see above).
+
+    Returns
+    -------
+    ``(keep, z, info)``: boolean ``(G,)`` mask of the genes that are *not* state genes, the
+    z-scores of the last round, and ``info`` (``n_rounds``, ``n_communities`` per round,
+    ``skipped``: whether ``max_communities`` stopped it after the first round).
+    """
+    import scipy.sparse as sp
+    from sklearn.utils.extmath import randomized_svd
+
+    from ._pca import _log_rows, log_pca
+
+    n_cells, n_genes = x.shape
+    keep = np.ones(n_genes, dtype=bool)
+    z = np.zeros(n_genes)
+    info = {"n_rounds": 0, "n_communities": [], "skipped": False}
+    if n_cells < 2 * STATE_MIN_CELLS or n_genes < 3:
+        return keep, z, info
+    x = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
+    rng = np.random.default_rng(seed)
+    for _ in range(max_iter):
+        n_comp = min(n_pcs, int(keep.sum()) - 1, n_cells - 1)
+        _, _, pcs = log_pca(x, n_comp, seed, genes=keep)
+        labels = _leiden(_knn_graph(pcs, seed, n_neighbors), resolution, seed)
+        info["n_rounds"] += 1
+        info["n_communities"].append(int(labels.max()) + 1)
+        if max_communities is not None and info["n_rounds"] == 1 and (
+            info["n_communities"][0] > max_communities
+        ):
+            info["skipped"] = True
+            break
+        fractions = []
+        for c in np.unique(labels):
+            rows = np.flatnonzero(labels == c)
+            if len(rows) < STATE_MIN_CELLS:
+                continue
+            if len(rows) > STATE_MAX_CELLS:
+                rows = np.sort(rng.choice(rows, STATE_MAX_CELLS, replace=False))
+            resid = _log_rows(x[rows]).astype(np.float64)
+            resid -= resid.mean(0)
+            # only the top few PCs are needed: randomized SVD, O(cells x genes) per community
+            _, s, vt = randomized_svd(resid, n_state_pcs, random_state=seed)
+            explained = ((s[:, None] * vt) ** 2).sum(0)
+            fractions.append(explained / np.maximum((resid**2).sum(0), 1e-12))
+        if not fractions:
+            break
+        score = np.mean(fractions, axis=0)
+        median = np.median(score)
+        mad = max(float(np.median(np.abs(score - median))), 1e-12)
+        z = (score - median) / (1.4826 * mad)
+        new_keep = keep & (z <= z_threshold)
+        if (new_keep == keep).all() or new_keep.sum() < 3:
+            break
+        keep = new_keep
+    return keep, z, info

@@ -23,7 +23,7 @@ from scvi.utils import setup_anndata_dsp
 from sklearn.cluster import KMeans
 
 from .._backed import is_backed, nonzero_fraction, read_rows
-from .._graph import graph_start
+from .._graph import graph_start, state_program_genes
 from .._pca import log_pca
 from .._validation import (
     check_choice,
@@ -204,6 +204,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         self.module.sparse_likelihood = bool(nonzero_fraction(x) <= MAX_SPARSE_DENSITY)
         augmenter = None  # its architecture is in module_kwargs, its weights in the module
+        self.init_excluded_genes_ = None  # set by train(): genes left out of the start
         self.init_params_ = self._get_init_params(locals())
 
     def _resolve_augmenter(self, augmentation, augmenter, module_kwargs: dict) -> str:
@@ -351,7 +352,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         data_on_device: bool | Literal["auto"] = "auto",
         coupling_warmup: float = 0.5,
         init_resolution: float = 1.0,
-        init_exclude_genes: Sequence[str] | np.ndarray | str | None = None,
+        init_exclude_genes: Sequence[str] | np.ndarray | str | None = "auto",
         **trainer_kwargs,
     ):
         """Train the model, then write the types and states into the AnnData.
@@ -455,18 +456,35 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             clusters. See ``docs/model.md``, "Choosing K".
         init_exclude_genes
             Genes left out of the start's PCA (``init="leiden"`` or ``"kmeans"``; the model
-            itself still sees every gene): names in ``var_names``, a boolean mask over the
-            genes, or the name of a boolean ``var`` column. Leave out genes you know follow a
-            cell state rather than the type (immediate early genes,
-            ``cplmix_sc.genesets.load("ieg")``; cell-cycle or dissociation genes), so that the
-            start is not cut along that state. On the simulator with a strong state (state
-            effect 3, 12 types), leaving out its 60 activity genes gives the start 14
-            communities instead of 23 pieces, and :meth:`prune` from 24 categories then
-            keeps K = 12-14 (seeds 0-4; ARI 0.94 on average, against 0.89 for the default
-            model given K = 12) where the default start keeps 21 halves of types (ARI 0.62);
-            see ``docs/model.md``, "Choosing K". Cells are still normalised by their total
-            over all genes. Names not in ``var_names`` are ignored with a warning (an error if
-            none is found).
+            itself still sees every gene), so that the start is not cut along a continuous
+            state that moves them in cells of many types:
+
+            - ``"auto"`` (default): find them when the start keeps its communities as
+              categories, i.e. when Leiden on every gene finds at most ``n_categories``
+              communities (the generous ``n_categories`` of "Choosing K" in
+              ``docs/model.md``). Genes are scored by how much of their variance *within*
+              the communities the communities' own top two PCs explain, averaged over
+              communities; robust z-scores above 3 are left out, and the clustering and
+              scores are redone on the remaining genes until no new gene is flagged
+              (:func:`cplmix_sc._graph.state_program_genes`). Markers differ between
+              communities and are flat within them, so they stay. With more communities
+              than categories the start merges them along the graph and uses every gene
+              (leaving genes out there measured worse: Zeisel at 7 categories, ARI 0.66
+              instead of 0.75).
+            - gene names in ``var_names`` (e.g. ``cplmix_sc.genesets.load("ieg")`` through
+              ``cplmix_sc.genesets.match``), a boolean mask over the genes, or the name of a
+              boolean ``var`` column: leave out exactly these. Names not in ``var_names``
+              are ignored with a warning (an error if none is found).
+            - ``None``: use every gene (the start before this option).
+
+            The genes left out are listed in ``model.init_excluded_genes_``. On the
+            simulator with a strong state (state effect 3, 12 types) ``"auto"`` finds its 60
+            activity and 58 state-moved housekeeping genes and no marker; started from 24
+            categories, :meth:`prune` then keeps K = 12-13 (seeds 0-2, ARI 0.91) where every
+            gene in the start kept 21 halves of types (ARI 0.62). On Zeisel from 80
+            categories it leaves out 140 of 2,000 genes: K = 11, ARI 0.410 instead of K = 14,
+            0.353. See ``docs/model.md``, "Choosing K". Cells are still normalised by their
+            total over all genes.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
             bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
@@ -495,6 +513,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             )
             init = meta["init"]
             init_resolution = meta.get("init_resolution", init_resolution)
+            # the interrupted run's start genes (a checkpoint without them: every gene)
+            start_genes = None
             if meta.get("init_excluded") is not None:
                 start_genes = np.ones(self.adata.n_vars, dtype=bool)
                 start_genes[meta["init_excluded"]] = False
@@ -545,7 +565,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "init": init,
             "init_resolution": init_resolution,
             "init_excluded": (
-                None if start_genes is None else np.flatnonzero(~start_genes).tolist()
+                np.flatnonzero(~start_genes).tolist()
+                if isinstance(start_genes, np.ndarray) else None
             ),
             "init_params": _jsonable(self.init_params_),
             "seed": settings.seed,
@@ -592,7 +613,8 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 resume_path = ckpt["path"]
         if start == "warmup":
             if ckpt is None or init == "leiden":  # a Leiden teacher is not saved: refit it
-                self._fit_teacher(init, init_resolution, start_genes)
+                used = self._fit_teacher(init, init_resolution, start_genes)
+                meta["init_excluded"] = None if used is None else np.flatnonzero(~used).tolist()
             fit("warmup", pretrain_epochs, resume_path)
             resume_path = None
         if start in ("warmup", "mixture"):
@@ -665,10 +687,14 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.load_state_dict(state)
         self.module.to(self.device)
 
-    def _start_genes(self, exclude, init: str) -> np.ndarray | None:
-        """Boolean mask of the genes the start's PCA uses, from ``init_exclude_genes``."""
-        if exclude is None:
+    def _start_genes(self, exclude, init: str) -> np.ndarray | str | None:
+        """Boolean mask of the genes the start's PCA uses, from ``init_exclude_genes``
+        (``"auto"`` is resolved by :meth:`_fit_teacher`)."""
+        if exclude is None or (init == "random" and isinstance(exclude, str)
+                               and exclude == "auto"):
             return None
+        if isinstance(exclude, str) and exclude == "auto":
+            return "auto"
         if init == "random":
             raise ValueError(
                 "`init_exclude_genes` shapes the warm-up's start; init='random' has none. "
@@ -730,8 +756,11 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         return keep
 
     def _fit_teacher(
-        self, init: str = "kmeans", resolution: float = 1.0, genes: np.ndarray | None = None
-    ) -> None:
+        self,
+        init: str = "kmeans",
+        resolution: float = 1.0,
+        genes: np.ndarray | str | None = None,
+    ) -> np.ndarray | None:
         """The warm-up's starting categories from the top PCs of log-normalised counts.
 
         ``"kmeans"``: k-means, taught by nearest centroid. ``"leiden"``: Leiden communities of a
@@ -739,7 +768,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         ``n_categories`` if there are more (:func:`cplmix_sc._graph.graph_start`; at most
         ``MAX_TEACHER_CELLS`` cells, sampled), taught by nearest reference cell. Either start
         is fit on at most ``MAX_TEACHER_CELLS`` cells (a random sample of larger data).
-        ``genes`` (boolean mask) restricts the PCA to those genes (``init_exclude_genes``).
+        ``genes`` (boolean mask) restricts the PCA to those genes (``init_exclude_genes``);
+        ``"auto"`` finds the state genes to leave out on the same cells
+        (:func:`cplmix_sc._graph.state_program_genes`). Returns the mask used (or ``None``)
+        and stores the left-out genes' names in ``init_excluded_genes_``.
 
         For a backed AnnData only those cells' rows are read from the file (as CSR), and the
         PCA is fit on them: the same start as in memory when there are at most
@@ -756,6 +788,27 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             # the PCA is then fit on those cells only
             x = read_rows(x, sample)
             sample = None
+        if isinstance(genes, str):  # "auto": the genes of a state shared by communities
+            keep, _, info = state_program_genes(
+                x if sample is None else x[sample], seed=settings.seed, resolution=resolution,
+                max_communities=self.module.n_categories,
+            )
+            genes = None if keep.all() else keep
+            if info["skipped"]:
+                logger.info(
+                    "init_exclude_genes='auto': %d communities for %d categories, so the "
+                    "start merges them along the graph and uses every gene.",
+                    info["n_communities"][0], self.module.n_categories,
+                )
+            else:
+                logger.info(
+                    "The start leaves out %d genes that vary together within communities "
+                    "(%d rounds; communities per round: %s).",
+                    int((~keep).sum()), info["n_rounds"], info["n_communities"],
+                )
+        self.init_excluded_genes_ = (
+            self.adata.var_names[:0] if genes is None else self.adata.var_names[~genes]
+        )
         n_genes = x.shape[1] if genes is None else int(genes.sum())
         n_pcs = min(self.module.teacher_loadings.shape[1], n_genes - 1, x.shape[0] - 1)
         # sparse-aware: a large matrix is never densified whole (cplmix_sc._pca.log_pca)
@@ -783,6 +836,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             self.module.set_teacher_points(
                 torch.as_tensor(pcs, dtype=torch.float32), torch.as_tensor(labels)
             )
+        return genes
 
     # ------------------------------------------------------------------ pruning (choosing K)
     @property
