@@ -460,6 +460,37 @@ def test_resume_refits_the_start_on_the_same_genes(tmp_path):
     np.testing.assert_allclose(model.get_type_probabilities(), probs, rtol=0, atol=1e-6)
 
 
+def test_resume_with_the_auto_start_keeps_its_genes(tmp_path):
+    """init_exclude_genes="auto" (the default) finds genes to leave out; a resumed run uses
+    the same genes (kept in the checkpoint, not searched again), lists them in
+    ``init_excluded_genes_`` and ends where the uninterrupted run ends."""
+    import cplmix_sc
+
+    def fresh():
+        scvi.settings.seed = 3
+        adata = cplmix_sc.datasets.synthetic(
+            n_cells=600, n_genes=300, n_types=4, n_markers=15, n_activity=40,
+            n_housekeeping=20, marker_effect=1.5, state_effect=3.0, seed=0,
+        )
+        CplMixVAE.setup_anndata(adata)
+        return CplMixVAE(adata, n_categories=20)
+
+    kw = {"max_epochs": 3, "pretrain_epochs": 2, "batch_size": 64, "enable_progress_bar": False}
+    model = fresh()
+    model.train(**kw)
+    probs, excluded = model.get_type_probabilities(), list(model.init_excluded_genes_)
+    assert len(excluded) >= 10
+    for stop in (("warmup", 1), ("mixture", 1)):
+        ckpt = tmp_path / stop[0]
+        model = fresh()
+        with pytest.raises(RuntimeError, match="killed"):
+            model.train(**kw, checkpoint_dir=ckpt, checkpoint_every=1, callbacks=[StopAt(*stop)])
+        model = fresh()
+        model.train(enable_progress_bar=False, batch_size=64, checkpoint_dir=ckpt, resume=True)
+        assert list(model.init_excluded_genes_) == excluded, stop
+        np.testing.assert_allclose(model.get_type_probabilities(), probs, rtol=0, atol=1e-6)
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     model = _fresh_model()
     model.train(**{**RESUME_KW, "max_epochs": 1, "pretrain_epochs": 1},

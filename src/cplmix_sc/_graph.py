@@ -141,6 +141,15 @@ def graph_start(
 STATE_MIN_CELLS = 30
 #: at most this many cells of a community enter its within-community PCA
 STATE_MAX_CELLS = 2_000
+#: genes are z-scored against genes of similar mean expression, in this many quantile bins
+STATE_N_BINS = 20
+#: smallest MAD of a bin's scores (fractions of variance), so a bin of near-silent genes
+#: does not turn noise into large z-scores
+STATE_MAD_FLOOR = 0.005
+#: share of communities (the highest fractions per gene) left out of a gene's score
+STATE_TRIM = 0.2
+#: if more than this share of the genes is flagged, the signal is not a state: use every gene
+STATE_MAX_SHARE = 0.3
 
 
 def state_program_genes(
@@ -162,10 +171,14 @@ def state_program_genes(
     counts of the genes still kept), then, in every community of at least
     :data:`STATE_MIN_CELLS` cells, measures the fraction of each gene's within-community
     variance that the community's own top ``n_state_pcs`` PCs explain. A gene's score is that
-    fraction averaged over the communities, as a robust z-score against all genes (median and
-    MAD); genes above ``z_threshold`` are flagged and left out of the next round's PCs, so
-    that communities cut along the state join up and the state's other genes show. It stops
-    when a round flags no new gene, or after ``max_iter`` rounds.
+    fraction averaged over the communities, as a robust z-score against the genes of similar
+    mean expression (median and MAD within :data:`STATE_N_BINS` quantile bins of the mean
+    log-normalised expression, the MAD at least :data:`STATE_MAD_FLOOR`: the fraction grows
+    with expression, and rarely detected genes score near zero); genes above ``z_threshold``
+    are flagged and left out of the next round's PCs, so that communities cut along the state
+    join up and the state's other genes show. It stops when a round flags no new gene, or
+    after ``max_iter`` rounds. If more than :data:`STATE_MAX_SHARE` of the genes end up
+    flagged, that is not one state's program: every gene is kept, with a warning.
 
     With ``max_communities``, nothing is flagged when the first round (every gene) finds more
     communities than that: the graph start then merges communities down to ``k`` along the
@@ -193,6 +206,8 @@ def state_program_genes(
     z-scores of the last round, and ``info`` (``n_rounds``, ``n_communities`` per round,
     ``skipped``: whether ``max_communities`` stopped it after the first round).
     """
+    import warnings
+
     import scipy.sparse as sp
     from sklearn.utils.extmath import randomized_svd
 
@@ -201,7 +216,7 @@ def state_program_genes(
     n_cells, n_genes = x.shape
     keep = np.ones(n_genes, dtype=bool)
     z = np.zeros(n_genes)
-    info = {"n_rounds": 0, "n_communities": [], "skipped": False}
+    info = {"n_rounds": 0, "n_communities": [], "skipped": False, "too_many": False}
     if n_cells < 2 * STATE_MIN_CELLS or n_genes < 3:
         return keep, z, info
     x = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
@@ -217,7 +232,7 @@ def state_program_genes(
         ):
             info["skipped"] = True
             break
-        fractions = []
+        fractions, sums, counted = [], np.zeros(n_genes), 0
         for c in np.unique(labels):
             rows = np.flatnonzero(labels == c)
             if len(rows) < STATE_MIN_CELLS:
@@ -225,6 +240,8 @@ def state_program_genes(
             if len(rows) > STATE_MAX_CELLS:
                 rows = np.sort(rng.choice(rows, STATE_MAX_CELLS, replace=False))
             resid = _log_rows(x[rows]).astype(np.float64)
+            sums += resid.sum(0)
+            counted += len(rows)
             resid -= resid.mean(0)
             # only the top few PCs are needed: randomized SVD, O(cells x genes) per community
             _, s, vt = randomized_svd(resid, n_state_pcs, random_state=seed)
@@ -232,12 +249,37 @@ def state_program_genes(
             fractions.append(explained / np.maximum((resid**2).sum(0), 1e-12))
         if not fractions:
             break
-        score = np.mean(fractions, axis=0)
-        median = np.median(score)
-        mad = max(float(np.median(np.abs(score - median))), 1e-12)
-        z = (score - median) / (1.4826 * mad)
+        # a marker varies within a community that holds two types: drop each gene's highest
+        # fifth of communities, so that one or two mixed communities do not make a state
+        fr = np.sort(np.asarray(fractions), axis=0)
+        score = fr[: max(1, len(fr) - int(np.ceil(STATE_TRIM * len(fr))))].mean(0)
+        z = _binned_z(score, sums / counted)
         new_keep = keep & (z <= z_threshold)
         if (new_keep == keep).all() or new_keep.sum() < 3:
             break
         keep = new_keep
+    if (~keep).sum() > STATE_MAX_SHARE * n_genes:
+        warnings.warn(
+            f"init_exclude_genes='auto' flagged {int((~keep).sum())} of {n_genes} genes as a "
+            "state's, too many for one program: the start uses every gene. Select variable "
+            "genes first, or name the state's genes (`init_exclude_genes=[...]`).",
+            UserWarning,
+            stacklevel=2,
+        )
+        keep = np.ones(n_genes, dtype=bool)
+        info["too_many"] = True
     return keep, z, info
+
+
+def _binned_z(score: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Robust z-scores of ``score`` within quantile bins of ``mean`` (median, floored MAD)."""
+    import pandas as pd
+
+    bins = pd.qcut(pd.Series(mean).rank(method="first"), STATE_N_BINS, labels=False)
+    z = np.zeros_like(score)
+    for b in np.unique(bins):
+        idx = np.flatnonzero(bins.to_numpy() == b)
+        median = np.median(score[idx])
+        mad = max(float(np.median(np.abs(score[idx] - median))), STATE_MAD_FLOOR)
+        z[idx] = (score[idx] - median) / (1.4826 * mad)
+    return z

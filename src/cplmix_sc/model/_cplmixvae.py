@@ -518,6 +518,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             if meta.get("init_excluded") is not None:
                 start_genes = np.ones(self.adata.n_vars, dtype=bool)
                 start_genes[meta["init_excluded"]] = False
+            self.init_excluded_genes_ = self.adata.var_names[
+                [] if start_genes is None else ~start_genes
+            ]
             if train_size < 1 and meta.get("seed") != settings.seed:
                 warnings.warn(
                     f"The interrupted run used scvi.settings.seed={meta.get('seed')}, this one "
@@ -704,19 +707,40 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
         n_genes = self.adata.n_vars
         if isinstance(exclude, str):
             if exclude not in var.columns:
+                hint = (f" {exclude!r} is a gene: pass it in a list, [{exclude!r}]."
+                        if exclude in self.adata.var_names else "")
                 raise ValueError(
                     f"`init_exclude_genes`={exclude!r} is not a column of adata.var; pass a "
-                    "boolean var column, a boolean mask or a list of gene names."
+                    "boolean var column, a boolean mask or a list of gene names." + hint
                 )
             col = var[exclude]
-            if col.dtype != bool:
+            if not pd.api.types.is_bool_dtype(col) or col.isna().any():
                 raise ValueError(
-                    f"adata.var[{exclude!r}] must be boolean (True = leave out of the start), "
-                    f"got dtype {col.dtype}."
+                    f"adata.var[{exclude!r}] must be boolean without missing values (True = "
+                    f"leave out of the start), got dtype {col.dtype}."
                 )
-            drop = col.to_numpy()
+            drop = col.to_numpy(dtype=bool)
         else:
+            if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
+                if not self.adata.var_names.isin(exclude.index).all():
+                    raise ValueError(
+                        "A boolean Series `init_exclude_genes` must be indexed by "
+                        "adata.var_names (it is aligned to them)."
+                    )
+                exclude = exclude.reindex(self.adata.var_names)
+            if isinstance(exclude, (set, frozenset)):
+                exclude = sorted(exclude)
             values = np.asarray(exclude)
+            if values.size == 0:
+                raise ValueError(
+                    "`init_exclude_genes` is an empty list; pass None to use every gene "
+                    "(an empty `cplmix_sc.genesets.match` result means no gene matched)."
+                )
+            if values.dtype.kind in "iuf":
+                raise ValueError(
+                    "`init_exclude_genes` must hold gene names or booleans, got numbers "
+                    f"(dtype {values.dtype}); for positions use `adata.var_names[positions]`."
+                )
             if values.dtype == bool:
                 if values.shape != (n_genes,):
                     raise ValueError(
@@ -726,11 +750,6 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 drop = values
             else:
                 names = pd.Index(values.ravel().astype(str))
-                if len(names) == 0:
-                    raise ValueError(
-                        "`init_exclude_genes` is an empty list; pass None to use every gene "
-                        "(an empty `cplmix_sc.genesets.match` result means no gene matched)."
-                    )
                 found = names.isin(self.adata.var_names)
                 if not found.any():
                     raise ValueError(
@@ -790,7 +809,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             sample = None
         if isinstance(genes, str):  # "auto": the genes of a state shared by communities
             keep, _, info = state_program_genes(
-                x if sample is None else x[sample], seed=settings.seed, resolution=resolution,
+                x if sample is None else x[sample],
+                n_pcs=self.module.teacher_loadings.shape[1],
+                seed=settings.seed,
+                resolution=resolution,
                 max_communities=self.module.n_categories,
             )
             genes = None if keep.all() else keep
