@@ -9,7 +9,9 @@ Each size runs in its own subprocess. The counts are simulated directly as a CSR
 that the full matrix never exists densely. The script prints the size of the sparse matrix,
 the time per training step and per epoch (``--steps N``: the epoch time is projected from N
 steps at the same batch size, and says so; ``--steps 0``: a full epoch is run), the time of
-the warm-up's teacher PCA (:func:`cplmix_sc._pca.log_pca`, sparse-aware), the peak resident
+the warm-up's teacher PCA (:func:`cplmix_sc._pca.log_pca`, sparse-aware), the time of the
+start's search for a shared state's genes on the teacher's sample of at most 20,000 cells
+(:func:`cplmix_sc._graph.state_program_genes`, ``init_exclude_genes="auto"``), the peak resident
 memory of the whole process (``ru_maxrss``, simulation included) and the peak during
 training, both also as a multiple of the sparse matrix's size, with the device and the load.
 Training uses ``init="random"`` (no k-means over all cells) and ``annotate=False``.
@@ -98,6 +100,18 @@ def worker(args) -> dict:
         log_pca(x, 30, seed=0)
         out["teacher_pca_s"] = round(time.perf_counter() - t0, 1)
     out["teacher_pca_peak_gib"] = round(mem_pca.peak / 2**30, 3)
+    from cplmix_sc._graph import state_program_genes
+    from cplmix_sc.model._cplmixvae import MAX_TEACHER_CELLS
+
+    rows = np.sort(np.random.default_rng(0).choice(
+        args.cells, min(args.cells, MAX_TEACHER_CELLS), replace=False))
+    with PeakRSS() as mem_state:
+        t0 = time.perf_counter()
+        keep, _, info = state_program_genes(x[rows], seed=0)
+        out["state_genes_s"] = round(time.perf_counter() - t0, 1)
+    out.update(state_genes_cells=len(rows), state_genes_left_out=int((~keep).sum()),
+               state_genes_rounds=info["n_rounds"],
+               state_genes_peak_gib=round(mem_state.peak / 2**30, 3))
 
     class Clock(Callback):
         def __init__(self):

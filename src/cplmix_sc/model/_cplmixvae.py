@@ -464,13 +464,15 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
               communities (the generous ``n_categories`` of "Choosing K" in
               ``docs/model.md``). Genes are scored by how much of their variance *within*
               the communities the communities' own top two PCs explain, averaged over
-              communities; robust z-scores above 3 are left out, and the clustering and
+              communities (each gene's highest fifth left out); robust z-scores above 3,
+              against genes of similar mean expression, are left out, and the clustering and
               scores are redone on the remaining genes until no new gene is flagged
               (:func:`cplmix_sc._graph.state_program_genes`). Markers differ between
-              communities and are flat within them, so they stay. With more communities
-              than categories the start merges them along the graph and uses every gene
-              (leaving genes out there measured worse: Zeisel at 7 categories, ARI 0.66
-              instead of 0.75).
+              communities and are mostly flat within them, so they mostly stay. If more
+              than 30% of the genes are flagged, every gene is used, with a warning. With
+              more communities than categories the start merges them along the graph and
+              uses every gene (leaving genes out there measured worse: Zeisel at 7
+              categories, ARI 0.66 instead of 0.75).
             - gene names in ``var_names`` (e.g. ``cplmix_sc.genesets.load("ieg")`` through
               ``cplmix_sc.genesets.match``), a boolean mask over the genes, or the name of a
               boolean ``var`` column: leave out exactly these. Names not in ``var_names``
@@ -478,13 +480,13 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             - ``None``: use every gene (the start before this option).
 
             The genes left out are listed in ``model.init_excluded_genes_``. On the
-            simulator with a strong state (state effect 3, 12 types) ``"auto"`` finds its 60
-            activity and 58 state-moved housekeeping genes and no marker; started from 24
-            categories, :meth:`prune` then keeps K = 12-13 (seeds 0-2, ARI 0.91) where every
-            gene in the start kept 21 halves of types (ARI 0.62). On Zeisel from 80
-            categories it leaves out 140 of 2,000 genes: K = 11, ARI 0.410 instead of K = 14,
-            0.353. See ``docs/model.md``, "Choosing K". Cells are still normalised by their
-            total over all genes.
+            simulator with a strong state (state effect 3, 12 types) ``"auto"`` finds 59 of
+            its 60 activity and 18 state-moved housekeeping genes, no marker; started from 24
+            categories, :meth:`prune` then keeps K = 12-13 (seeds 0-2, ARI 0.92) where every
+            gene in the start kept 21 halves of types (ARI 0.62). On Zeisel it leaves out 66
+            of 2,000 genes; from 80 categories K = 14-15 (ARI 0.34-0.46, seeds 0-2; every
+            gene: K = 14, 0.353). See ``docs/model.md``, "Choosing K". Cells are still
+            normalised by their total over all genes.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``precision="bf16-mixed"`` for
             bfloat16 autocast on a GPU, ``strategy="ddp"`` with ``devices=N``).
