@@ -281,11 +281,12 @@ def test_state_program_genes_finds_the_state_not_the_markers(state_effect, n_sil
     assert keep.shape == z.shape == (400 + n_silent,)
     assert flagged.get("marker", 0) <= 5  # of 90
     assert flagged.get("silent", 0) <= 0.01 * max(n_silent, 1) + 2
+    # (the bounds hold for data seeds 0-2; the test runs seed 0)
     if state_effect:
-        assert flagged["activity"] >= 30  # of 40
+        assert flagged["activity"] >= 25  # of 40
         # the start's communities join up as the state genes leave (6 types)
         assert info["n_communities"][-1] < info["n_communities"][0]
-        assert info["n_communities"][-1] <= 8
+        assert info["n_communities"][-1] <= 12
     else:
         assert flagged.get("activity", 0) == 0
         assert (~keep).sum() <= 0.03 * (400 + n_silent)  # the z > 3 tail
@@ -339,13 +340,20 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     # a nullable boolean column, a boolean Series (aligned by name) and a set of names
     adata.var["state_nullable"] = adata.var["state_gene"].astype("boolean")
     shuffled = adata.var["state_gene"].sample(frac=1.0, random_state=0)
-    for exclude in ("state_nullable", shuffled, set(adata.var_names[state_genes])):
+    object_mask = np.array(state_genes, dtype=object)
+    generator = (g for g in adata.var_names[state_genes])
+    for exclude in ("state_nullable", shuffled, set(adata.var_names[state_genes]), object_mask,
+                    generator):
         scvi.settings.seed = 0
         CplMixVAE(adata, n_categories=20).train(**QUICK, init_exclude_genes=exclude,
                                                 annotate=False)
         np.testing.assert_array_equal(starts[-1], without[0])
     cases = [
         (np.arange(3), "must hold gene names or booleans, got numbers"),
+        ([True, "Ieg0"], "mixes booleans and gene names"),
+        ([0, 1], "must hold gene names or booleans, got numbers"),
+        (pd.Series([True] * 299 + [None], index=adata.var_names, dtype="boolean"),
+         "must be without missing values"),
         ("Ieg0", r"'Ieg0' is a gene: pass it in a list, \['Ieg0'\]"),
         (["NotAGene"], "None of the 1 genes in `init_exclude_genes` is in adata.var_names"),
         ([], "`init_exclude_genes` is an empty list; pass None"),
@@ -373,6 +381,14 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     few = CplMixVAE(adata, n_categories=2)
     few.train(**QUICK, annotate=False)
     assert len(np.unique(starts[-1])) == 2 and not few.init_excluded_genes_.size
+    # too many genes flagged for one state: every gene, with a warning naming the way out
+    import cplmix_sc._graph as graph
+
+    monkeypatch.setattr(graph, "STATE_MAX_SHARE", 0.0)
+    capped = CplMixVAE(adata, n_categories=20)
+    with pytest.warns(UserWarning, match="too many for one program: the start uses every gene"):
+        capped.train(**QUICK, annotate=False)
+    assert not capped.init_excluded_genes_.size
     random_start = CplMixVAE(adata, n_categories=4)
     random_start.train(**QUICK, init="random", annotate=False)  # "auto" has nothing to do
     assert random_start.init_excluded_genes_ is None

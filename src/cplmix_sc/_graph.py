@@ -143,10 +143,12 @@ STATE_MIN_CELLS = 30
 STATE_MAX_CELLS = 2_000
 #: genes are z-scored against genes of similar mean expression, in this many quantile bins
 STATE_N_BINS = 20
+#: ... of at least this many genes each (fewer bins for small panels)
+STATE_MIN_BIN_GENES = 50
 #: smallest MAD of a bin's scores (fractions of variance), so a bin of near-silent genes
 #: does not turn noise into large z-scores
 STATE_MAD_FLOOR = 0.005
-#: share of communities (the highest fractions per gene) left out of a gene's score
+#: share of communities (the highest fractions per gene, rounded up) left out of a score
 STATE_TRIM = 0.2
 #: if more than this share of the genes is flagged, the signal is not a state: use every gene
 STATE_MAX_SHARE = 0.3
@@ -171,14 +173,17 @@ def state_program_genes(
     counts of the genes still kept), then, in every community of at least
     :data:`STATE_MIN_CELLS` cells, measures the fraction of each gene's within-community
     variance that the community's own top ``n_state_pcs`` PCs explain. A gene's score is that
-    fraction averaged over the communities, as a robust z-score against the genes of similar
-    mean expression (median and MAD within :data:`STATE_N_BINS` quantile bins of the mean
-    log-normalised expression, the MAD at least :data:`STATE_MAD_FLOOR`: the fraction grows
-    with expression, and rarely detected genes score near zero); genes above ``z_threshold``
-    are flagged and left out of the next round's PCs, so that communities cut along the state
-    join up and the state's other genes show. It stops when a round flags no new gene, or
-    after ``max_iter`` rounds. If more than :data:`STATE_MAX_SHARE` of the genes end up
-    flagged, that is not one state's program: every gene is kept, with a warning.
+    fraction averaged over the communities without the gene's highest :data:`STATE_TRIM`
+    (at least one fifth, rounded up: a marker varies within a community that holds two
+    types), as a robust z-score against the genes of similar mean expression (median and MAD
+    within up to :data:`STATE_N_BINS` quantile bins of the mean log-normalised expression, of
+    at least :data:`STATE_MIN_BIN_GENES` genes each, the MAD at least
+    :data:`STATE_MAD_FLOOR`: the fraction grows with expression, and rarely detected genes
+    score near zero); genes above ``z_threshold`` are flagged and left out of the next
+    round's PCs, so that communities cut along the state join up and the state's other genes
+    show. It stops when a round flags no new gene, or after ``max_iter`` rounds. If more than
+    :data:`STATE_MAX_SHARE` of the genes end up flagged, that is not one state's program:
+    every gene is kept and ``info["too_many"]`` is set (the caller warns).
 
     With ``max_communities``, nothing is flagged when the first round (every gene) finds more
     communities than that: the graph start then merges communities down to ``k`` along the
@@ -204,10 +209,10 @@ def state_program_genes(
     -------
     ``(keep, z, info)``: boolean ``(G,)`` mask of the genes that are *not* state genes, the
     z-scores of the last round, and ``info`` (``n_rounds``, ``n_communities`` per round,
-    ``skipped``: whether ``max_communities`` stopped it after the first round).
+    ``skipped``: whether ``max_communities`` stopped it after the first round,
+    ``too_many``: the number flagged when more than :data:`STATE_MAX_SHARE` were, so that
+    none is left out; else False).
     """
-    import warnings
-
     import scipy.sparse as sp
     from sklearn.utils.extmath import randomized_svd
 
@@ -259,15 +264,8 @@ def state_program_genes(
             break
         keep = new_keep
     if (~keep).sum() > STATE_MAX_SHARE * n_genes:
-        warnings.warn(
-            f"init_exclude_genes='auto' flagged {int((~keep).sum())} of {n_genes} genes as a "
-            "state's, too many for one program: the start uses every gene. Select variable "
-            "genes first, or name the state's genes (`init_exclude_genes=[...]`).",
-            UserWarning,
-            stacklevel=2,
-        )
+        info["too_many"] = int((~keep).sum())
         keep = np.ones(n_genes, dtype=bool)
-        info["too_many"] = True
     return keep, z, info
 
 
@@ -275,7 +273,8 @@ def _binned_z(score: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Robust z-scores of ``score`` within quantile bins of ``mean`` (median, floored MAD)."""
     import pandas as pd
 
-    bins = pd.qcut(pd.Series(mean).rank(method="first"), STATE_N_BINS, labels=False)
+    n_bins = max(1, min(STATE_N_BINS, len(score) // STATE_MIN_BIN_GENES))
+    bins = pd.qcut(pd.Series(mean).rank(method="first"), n_bins, labels=False)
     z = np.zeros_like(score)
     for b in np.unique(bins):
         idx = np.flatnonzero(bins.to_numpy() == b)

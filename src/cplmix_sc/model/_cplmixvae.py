@@ -520,9 +520,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             if meta.get("init_excluded") is not None:
                 start_genes = np.ones(self.adata.n_vars, dtype=bool)
                 start_genes[meta["init_excluded"]] = False
-            self.init_excluded_genes_ = self.adata.var_names[
-                [] if start_genes is None else ~start_genes
-            ]
+            if init != "random":
+                self.init_excluded_genes_ = self.adata.var_names[
+                    [] if start_genes is None else ~start_genes
+                ]
             if train_size < 1 and meta.get("seed") != settings.seed:
                 warnings.warn(
                     f"The interrupted run used scvi.settings.seed={meta.get('seed')}, this one "
@@ -724,15 +725,43 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             drop = col.to_numpy(dtype=bool)
         else:
             if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
-                if not self.adata.var_names.isin(exclude.index).all():
+                if (not exclude.index.is_unique
+                        or not self.adata.var_names.isin(exclude.index).all()):
                     raise ValueError(
                         "A boolean Series `init_exclude_genes` must be indexed by "
-                        "adata.var_names (it is aligned to them)."
+                        "adata.var_names, each once (it is aligned to them)."
                     )
                 exclude = exclude.reindex(self.adata.var_names)
+                if exclude.isna().any():
+                    raise ValueError(
+                        "A boolean `init_exclude_genes` must be without missing values."
+                    )
+                exclude = exclude.to_numpy(dtype=bool)
             if isinstance(exclude, (set, frozenset)):
-                exclude = sorted(exclude)
+                exclude = sorted(exclude, key=str)
+            elif not isinstance(exclude, (np.ndarray, pd.Index, pd.Series, list, tuple)):
+                exclude = list(exclude)  # any other iterable of names, e.g. a generator
+            if isinstance(exclude, (list, tuple)):  # numpy would turn True into "True"
+                exclude = np.array(exclude, dtype=object)
             values = np.asarray(exclude)
+            if values.dtype == object:  # booleans in an object array: a mask; mixed: refuse
+                is_bool = np.array([isinstance(v, (bool, np.bool_)) for v in values.ravel()])
+                is_number = np.array([
+                    isinstance(v, (int, float, np.integer, np.floating)) and not is_bool[i]
+                    for i, v in enumerate(values.ravel())
+                ])
+                if is_bool.all():
+                    values = values.astype(bool)
+                elif is_number.any():
+                    raise ValueError(
+                        "`init_exclude_genes` must hold gene names or booleans, got numbers; "
+                        "for positions use `adata.var_names[positions]`."
+                    )
+                elif is_bool.any():
+                    raise ValueError(
+                        "`init_exclude_genes` mixes booleans and gene names; pass either a "
+                        "boolean mask over the genes or a list of names."
+                    )
             if values.size == 0:
                 raise ValueError(
                     "`init_exclude_genes` is an empty list; pass None to use every gene "
@@ -818,7 +847,16 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 max_communities=self.module.n_categories,
             )
             genes = None if keep.all() else keep
-            if info["skipped"]:
+            if info["too_many"]:
+                warnings.warn(
+                    f"init_exclude_genes='auto' flagged {info['too_many']} of {x.shape[1]} "
+                    "genes as a state's, too many for one program: the start uses every "
+                    "gene. Select variable genes first, or name the state's genes "
+                    "(`init_exclude_genes=[...]`).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif info["skipped"]:
                 logger.info(
                     "init_exclude_genes='auto': %d communities for %d categories, so the "
                     "start merges them along the graph and uses every gene.",
