@@ -113,6 +113,10 @@ def main() -> None:
     t0 = time.perf_counter()
     model = cplmix_sc.CplMixVAE(adata, n_categories=k0)
     model.train(enable_progress_bar=False, **start)
+    left_out = model.init_excluded_genes_
+    roles = ("" if "role" not in adata.var else  # the simulator: which kinds of genes
+             f": {adata.var.loc[left_out, 'role'].value_counts().to_dict()}")
+    print(f"start left out {len(left_out)} of {adata.n_vars} genes{roles}")
     s0 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(f"trained K={k0}: used {adata.obs['cpl_type'].nunique()}, ari {s0['ari']:.3f} "
           f"ami {s0['ami']:.3f} acc {s0['accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")

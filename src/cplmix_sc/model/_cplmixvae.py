@@ -72,6 +72,11 @@ def _flat_params(init_params: dict) -> dict:
     }
 
 
+def _left_out(keep) -> list[int] | None:
+    """Indices of the genes a start's mask leaves out (``None``: no mask, every gene)."""
+    return np.flatnonzero(~keep).tolist() if isinstance(keep, np.ndarray) else None
+
+
 def _is_global_zero() -> bool:
     """Whether this process is rank 0 (always, without DDP); Lightning sets the rank."""
     return getattr(rank_zero_only, "rank", 0) == 0
@@ -521,9 +526,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 start_genes = np.ones(self.adata.n_vars, dtype=bool)
                 start_genes[meta["init_excluded"]] = False
             if init != "random":
-                self.init_excluded_genes_ = self.adata.var_names[
-                    [] if start_genes is None else ~start_genes
-                ]
+                self.init_excluded_genes_ = self.adata.var_names[meta.get("init_excluded") or []]
             if train_size < 1 and meta.get("seed") != settings.seed:
                 warnings.warn(
                     f"The interrupted run used scvi.settings.seed={meta.get('seed')}, this one "
@@ -570,10 +573,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             "pretrain_epochs": pretrain_epochs,
             "init": init,
             "init_resolution": init_resolution,
-            "init_excluded": (
-                np.flatnonzero(~start_genes).tolist()
-                if isinstance(start_genes, np.ndarray) else None
-            ),
+            "init_excluded": _left_out(start_genes),  # "auto": set once the start is fit
             "init_params": _jsonable(self.init_params_),
             "seed": settings.seed,
         }
@@ -619,8 +619,9 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                 resume_path = ckpt["path"]
         if start == "warmup":
             if ckpt is None or init == "leiden":  # a Leiden teacher is not saved: refit it
-                used = self._fit_teacher(init, init_resolution, start_genes)
-                meta["init_excluded"] = None if used is None else np.flatnonzero(~used).tolist()
+                meta["init_excluded"] = _left_out(
+                    self._fit_teacher(init, init_resolution, start_genes)
+                )
             fit("warmup", pretrain_epochs, resume_path)
             resume_path = None
         if start in ("warmup", "mixture"):
@@ -744,20 +745,14 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
             if isinstance(exclude, (list, tuple)):  # numpy would turn True into "True"
                 exclude = np.array(exclude, dtype=object)
             values = np.asarray(exclude)
+            numbers = values.dtype.kind in "iuf"
             if values.dtype == object:  # booleans in an object array: a mask; mixed: refuse
                 is_bool = np.array([isinstance(v, (bool, np.bool_)) for v in values.ravel()])
-                is_number = np.array([
-                    isinstance(v, (int, float, np.integer, np.floating)) and not is_bool[i]
-                    for i, v in enumerate(values.ravel())
-                ])
+                numbers = any(isinstance(v, (int, float, np.integer, np.floating))
+                              for v, b in zip(values.ravel(), is_bool, strict=True) if not b)
                 if is_bool.all():
                     values = values.astype(bool)
-                elif is_number.any():
-                    raise ValueError(
-                        "`init_exclude_genes` must hold gene names or booleans, got numbers; "
-                        "for positions use `adata.var_names[positions]`."
-                    )
-                elif is_bool.any():
+                elif is_bool.any() and not numbers:
                     raise ValueError(
                         "`init_exclude_genes` mixes booleans and gene names; pass either a "
                         "boolean mask over the genes or a list of names."
@@ -767,10 +762,10 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                     "`init_exclude_genes` is an empty list; pass None to use every gene "
                     "(an empty `cplmix_sc.genesets.match` result means no gene matched)."
                 )
-            if values.dtype.kind in "iuf":
+            if numbers:
                 raise ValueError(
-                    "`init_exclude_genes` must hold gene names or booleans, got numbers "
-                    f"(dtype {values.dtype}); for positions use `adata.var_names[positions]`."
+                    "`init_exclude_genes` must hold gene names or booleans, got numbers; "
+                    "for positions use `adata.var_names[positions]`."
                 )
             if values.dtype == bool:
                 if values.shape != (n_genes,):
@@ -868,9 +863,7 @@ class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
                     "(%d rounds; communities per round: %s).",
                     int((~keep).sum()), info["n_rounds"], info["n_communities"],
                 )
-        self.init_excluded_genes_ = (
-            self.adata.var_names[:0] if genes is None else self.adata.var_names[~genes]
-        )
+        self.init_excluded_genes_ = self.adata.var_names[_left_out(genes) or []]
         n_genes = x.shape[1] if genes is None else int(genes.sum())
         n_pcs = min(self.module.teacher_loadings.shape[1], n_genes - 1, x.shape[0] - 1)
         # sparse-aware: a large matrix is never densified whole (cplmix_sc._pca.log_pca)
