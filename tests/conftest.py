@@ -23,4 +23,4 @@ def easy_sim():
     )
 
 
-QUICK = {"max_epochs": 3, "pretrain_epochs": 1, "batch_size": 128, "enable_progress_bar": False}
+QUICK = {"max_epochs": 3, "warmup_epochs": 1, "batch_size": 128, "enable_progress_bar": False}

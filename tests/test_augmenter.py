@@ -12,7 +12,7 @@ from cplmix_sc.train import AugmenterTrainingPlan
 
 AUG_QUICK = {"max_epochs": 3, "adversarial_warmup_epochs": 1, "batch_size": 128,
              "enable_progress_bar": False}
-QUICK = {"max_epochs": 2, "pretrain_epochs": 1, "batch_size": 128, "enable_progress_bar": False}
+QUICK = {"max_epochs": 2, "warmup_epochs": 1, "batch_size": 128, "enable_progress_bar": False}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from scvi.data import AnnTorchDataset
 import cplmix_sc
 from cplmix_sc import CplMixVAE, _backed
 
-QUICK = {"max_epochs": 3, "pretrain_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
+QUICK = {"max_epochs": 3, "warmup_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
 N_CELLS = 200
 
 
@@ -166,12 +166,12 @@ def test_backed_csc_refused_with_fix(tmp_path):
         CplMixVAE.setup_anndata(backed)
 
 
-def test_backed_teacher_reads_only_the_sampled_cells(stored, monkeypatch):
-    """Beyond MAX_TEACHER_CELLS the warm-up's start reads the in-memory path's sample only."""
-    from cplmix_sc.model import _cplmixvae
+def test_backed_start_reads_only_the_sampled_cells(stored, monkeypatch):
+    """Beyond MAX_START_CELLS the warm-up's start reads the in-memory path's sample only."""
+    from cplmix_sc.start import _fit as _cplmixvae
 
     _, path = stored
-    monkeypatch.setattr(_cplmixvae, "MAX_TEACHER_CELLS", 120)
+    monkeypatch.setattr(_cplmixvae, "MAX_START_CELLS", 120)
     read = []
     read_rows = _cplmixvae.read_rows
     monkeypatch.setattr(_cplmixvae, "read_rows",
@@ -180,8 +180,8 @@ def test_backed_teacher_reads_only_the_sampled_cells(stored, monkeypatch):
     CplMixVAE.setup_anndata(backed)
     scvi.settings.seed = 0
     model = CplMixVAE(backed, n_categories=3)
-    model._fit_teacher("kmeans")
+    model._fit_start("kmeans", 1.0, None)
     expected = np.sort(np.random.default_rng(0).choice(N_CELLS, 120, replace=False))
     assert len(read) == 1
     np.testing.assert_array_equal(read[0], expected)
-    assert model.module.teacher_loadings.abs().sum() > 0  # the PCA of the sampled rows
+    assert model.module.start_loadings.abs().sum() > 0  # the PCA of the sampled rows

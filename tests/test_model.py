@@ -188,20 +188,20 @@ def test_recovers_types_and_state_on_simulated_data():
 
 
 def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
-    """init="leiden": the warm-up teacher is a per-cell Leiden labelling, looked up exactly."""
-    from cplmix_sc._graph import leiden_n_clusters
+    """init="leiden": the start is a per-cell Leiden labelling, looked up exactly."""
+    from cplmix_sc.start._graph import leiden_n_clusters
 
     scvi.settings.seed = 0
     _setup(easy_sim)
     model = CplMixVAE(easy_sim, n_categories=4)
-    model._fit_teacher("leiden")
+    model._fit_start("leiden", 1.0, None)
     m = model.module
-    assert m.teacher_points.shape[0] == easy_sim.n_obs
+    assert m.start_points.shape[0] == easy_sim.n_obs
     x = torch.as_tensor(easy_sim.X.toarray(), dtype=torch.float32)
-    np.testing.assert_array_equal(m.teacher_labels(x).numpy(), m.teacher_point_labels.numpy())
+    np.testing.assert_array_equal(m.start_labels(x).numpy(), m.start_point_labels.numpy())
     truth = easy_sim.obs["type"].to_numpy()
-    assert cplmix_sc.metrics.clustering_scores(truth, m.teacher_point_labels.numpy())["ari"] > 0.9
-    model.train(init="leiden", max_epochs=20, pretrain_epochs=3, batch_size=128,
+    assert cplmix_sc.metrics.clustering_scores(truth, m.start_point_labels.numpy())["ari"] > 0.9
+    model.train(init="leiden", max_epochs=20, warmup_epochs=3, batch_size=128,
                 enable_progress_bar=False)
     scores = cplmix_sc.metrics.clustering_scores(truth, easy_sim.obs["cpl_type"])
     assert scores["ari"] >= 0.9, scores
@@ -218,7 +218,7 @@ def test_graph_start_joins_the_pieces_of_stretched_types():
     """
     from sklearn.cluster import KMeans
 
-    from cplmix_sc._graph import _knn_graph, _leiden, graph_start
+    from cplmix_sc.start._graph import _knn_graph, _leiden, graph_start
 
     rng = np.random.default_rng(0)
     along = rng.uniform(0, 20, size=600)
@@ -239,8 +239,8 @@ def test_graph_start_joins_the_pieces_of_stretched_types():
 def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
     """train(init_resolution=...) sets the Leiden resolution of the start, and a lower one
     gives fewer starting categories; it is checked like every other argument."""
-    import cplmix_sc.model._cplmixvae as mm
-    from cplmix_sc._graph import graph_start
+    import cplmix_sc.start._fit as mm
+    from cplmix_sc.start._graph import graph_start
 
     seen = []
 
@@ -267,7 +267,7 @@ def test_state_program_genes_finds_the_state_not_the_markers(state_effect, n_sil
     """The "auto" start finds the genes a state moves within many types (the simulator's
     activity genes), keeps the markers, and finds next to nothing without a state, also when
     most genes are near-silent (z-scores are taken against genes of similar expression)."""
-    from cplmix_sc._graph import state_program_genes
+    from cplmix_sc.start import state_program_genes
 
     adata = cplmix_sc.datasets.synthetic(
         n_cells=1000, n_genes=400, n_types=6, n_markers=15, n_activity=40, n_housekeeping=20,
@@ -295,11 +295,11 @@ def test_state_program_genes_finds_the_state_not_the_markers(state_effect, n_sil
 def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     """Leaving the state's genes out of the start's PCA stops the graph start from cutting
     types along the state: fewer starting communities, closer to the types; the left-out
-    genes get zero teacher loadings; every form of the argument is checked."""
+    genes get zero start loadings; every form of the argument is checked."""
     import cplmix_sc
-    import cplmix_sc.model._cplmixvae as mm
-    from cplmix_sc._graph import graph_start
+    import cplmix_sc.start._fit as mm
     from cplmix_sc.metrics import clustering_scores
+    from cplmix_sc.start._graph import graph_start
 
     adata = cplmix_sc.datasets.synthetic(
         n_cells=400, n_genes=300, n_types=4, n_markers=15, n_activity=40, n_housekeeping=20,
@@ -329,10 +329,10 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     assert len(np.unique(without[0])) < len(np.unique(full))
     assert (clustering_scores(truth, without[0])["ari"]
             > clustering_scores(truth, full)["ari"] + 0.1)
-    loadings = models[1].module.teacher_loadings
+    loadings = models[1].module.start_loadings
     assert torch.count_nonzero(loadings[torch.as_tensor(state_genes)]) == 0
     assert torch.count_nonzero(loadings[torch.as_tensor(~state_genes)]) > 0
-    assert torch.count_nonzero(models[0].module.teacher_loadings[torch.as_tensor(state_genes)])
+    assert torch.count_nonzero(models[0].module.start_loadings[torch.as_tensor(state_genes)])
 
     model = CplMixVAE(adata, n_categories=4)
     with pytest.warns(UserWarning, match="1 of the 2 genes .* are not in adata.var_names"):
@@ -382,7 +382,7 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     few.train(**QUICK, annotate=False)
     assert len(np.unique(starts[-1])) == 2 and not few.init_excluded_genes_.size
     # too many genes flagged for one state: every gene, with a warning naming the way out
-    import cplmix_sc._graph as graph
+    import cplmix_sc.start._genes as graph
 
     monkeypatch.setattr(graph, "STATE_MAX_SHARE", 0.0)
     capped = CplMixVAE(adata, n_categories=20)
@@ -397,7 +397,7 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
 def test_graph_start_leaves_torch_thread_count_alone():
     # numba's OpenMP layer (UMAP connectivities inside sc.pp.neighbors) used to reset PyTorch
     # to all cores, overriding torch.set_num_threads(1) for the rest of the process
-    from cplmix_sc._graph import graph_start
+    from cplmix_sc.start._graph import graph_start
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -426,7 +426,7 @@ def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
     scvi.settings.seed = 0
     CplMixVAE.setup_anndata(easy_sim)
     model = CplMixVAE(easy_sim, n_categories=4)
-    model.train(**{**QUICK, "max_epochs": 8, "pretrain_epochs": 1}, callbacks=[Spy()])
+    model.train(**{**QUICK, "max_epochs": 8, "warmup_epochs": 1}, callbacks=[Spy()])
     assert seen == [("warmup", 1.0)] + [("mixture", s) for s in (0, 0, 0.3, 0.3, 1, 1, 1, 1)]
     assert model.module.coupling_scale == 1.0  # saved models use full coupling
     seen.clear()  # a second train() (as prune()'s fine-tuning) keeps full coupling throughout
@@ -438,7 +438,7 @@ def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
 
 def test_graph_start_on_one_or_two_cells():
     # found by the property test: scanpy's neighbour graph fails with a single neighbour
-    from cplmix_sc._graph import graph_start
+    from cplmix_sc.start._graph import graph_start
 
     rep = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
     assert graph_start(rep, 3, seed=0).tolist() == [0, 1]

@@ -92,7 +92,7 @@ def test_setup_train_annotate_work_or_raise_documented_errors(case):
         stage = "init"
         model = CplMixVAE(adata, n_categories=n_categories, likelihood=likelihood, n_hidden=8)
         stage = "train"
-        model.train(max_epochs=1, pretrain_epochs=1, batch_size=min(8, adata.n_obs),
+        model.train(max_epochs=1, warmup_epochs=1, batch_size=min(8, adata.n_obs),
                     enable_progress_bar=False)
         stage = "done"
     except (ValueError, TypeError, KeyError) as err:

@@ -143,6 +143,7 @@ def test_k_selection_and_arm_consensus_plots(trained6):
     # rows normalised, matched categories on the diagonal
     np.testing.assert_allclose(np.diag(img)[:2], [1.0, 1.0])
     assert [t.get_text() for t in ax2.get_xticklabels()][:2] == ["7", "3"]
-    ax3 = cplmix_sc.pl.arm_consensus(model, show=False)
+    with pytest.warns(FutureWarning, match="pass model.get_arm_labels"):
+        ax3 = cplmix_sc.pl.arm_consensus(model, show=False)
     assert ax3.get_images()[0].get_array().shape[0] == len(np.unique(model.get_arm_labels()[0]))
     plt.close("all")

@@ -18,7 +18,7 @@ SCVI_OBS = {"_scvi_batch"}
 SCVI_UNS = {"_scvi_uuid", "_scvi_manager_uuid"}
 ANNOTATE_OBS = {"cpl_type", "cpl_type_confidence", "cpl_arm_agreement"}
 ANNOTATE_OBSM = {"X_cpl_state", "cpl_type_probs"}
-TINY = {"max_epochs": 1, "pretrain_epochs": 1, "batch_size": 16, "enable_progress_bar": False}
+TINY = {"max_epochs": 1, "warmup_epochs": 1, "batch_size": 16, "enable_progress_bar": False}
 
 
 def counts(n_cells=40, n_genes=12, seed=0, sparse=True):
@@ -206,7 +206,7 @@ TRAIN_CASES = [
     ({"lr": -1.0}, ValueError, r"`lr` must be in \(0\.0, inf\)"),
     ({"train_size": 1.5}, ValueError, r"`train_size` must be in \(0\.0, 1\.0\]"),
     ({"max_epochs": 0}, ValueError, r"`max_epochs` must be at least 1"),
-    ({"pretrain_epochs": -1}, ValueError, r"`pretrain_epochs` must be at least 0"),
+    ({"warmup_epochs": -1}, ValueError, r"`warmup_epochs` must be at least 0"),
     ({"init": "gmm"}, ValueError, r"`init` must be one of \['kmeans', 'leiden', 'random'\]"),
     ({"checkpoint_every": 0}, ValueError, r"`checkpoint_every` must be at least 1"),
     ({"resume": True}, ValueError, r"resume=True needs the checkpoint_dir"),
@@ -406,7 +406,7 @@ class StopAt(Callback):
             raise RuntimeError("killed")
 
 
-RESUME_KW = {"max_epochs": 4, "pretrain_epochs": 2, "batch_size": 16, "train_size": 0.9,
+RESUME_KW = {"max_epochs": 4, "warmup_epochs": 2, "batch_size": 16, "train_size": 0.9,
              "enable_progress_bar": False}
 
 
@@ -456,7 +456,7 @@ def test_resume_refits_the_start_on_the_same_genes(tmp_path):
     model = _fresh_model()
     model.train(enable_progress_bar=False, train_size=0.9, batch_size=16,
                 checkpoint_dir=tmp_path, resume=True)
-    assert not model.module.teacher_loadings[::2].any()
+    assert not model.module.start_loadings[::2].any()
     np.testing.assert_allclose(model.get_type_probabilities(), probs, rtol=0, atol=1e-6)
 
 
@@ -475,7 +475,7 @@ def test_resume_with_the_auto_start_keeps_its_genes(tmp_path):
         CplMixVAE.setup_anndata(adata)
         return CplMixVAE(adata, n_categories=20)
 
-    kw = {"max_epochs": 3, "pretrain_epochs": 2, "batch_size": 64, "enable_progress_bar": False}
+    kw = {"max_epochs": 3, "warmup_epochs": 2, "batch_size": 64, "enable_progress_bar": False}
     model = fresh()
     model.train(**kw)
     probs, excluded = model.get_type_probabilities(), list(model.init_excluded_genes_)
@@ -493,7 +493,7 @@ def test_resume_with_the_auto_start_keeps_its_genes(tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     model = _fresh_model()
-    model.train(**{**RESUME_KW, "max_epochs": 1, "pretrain_epochs": 1},
+    model.train(**{**RESUME_KW, "max_epochs": 1, "warmup_epochs": 1},
                 checkpoint_dir=tmp_path, annotate=False)
     other = CplMixVAE(model.adata, n_categories=4)
     with pytest.raises(ValueError, match=r"other arguments \(n_categories=3 there, 4 here\)"):

@@ -1,4 +1,4 @@
-"""The device-resident data path, the lean training plan and the sparse-aware teacher."""
+"""The device-resident data path, the lean training plan and the sparse-aware start."""
 
 import numpy as np
 import pytest
@@ -9,12 +9,12 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DataSplitter
 
-import cplmix_sc._pca as pca_mod
+import cplmix_sc.start._pca as pca_mod
 from cplmix_sc import CplMixVAE
 from cplmix_sc.train import DeviceDataSplitter, DeviceMatrix, NonFiniteLossError
 from cplmix_sc.train._callbacks import NonFiniteGuard
 
-QUICK = {"max_epochs": 2, "pretrain_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
+QUICK = {"max_epochs": 2, "warmup_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
 
 
 def counts(n_cells=203, n_genes=40, density=0.3, seed=0, batches=True):
@@ -104,7 +104,7 @@ def test_train_on_device_or_with_scvi_loaders(on_device):
     assert set(hist) == {
         f"{name}_{mode}" for mode in ("train", "validation")
         for name in ("elbo", "reconstruction_loss", "kl_local", "kl_global", "coupling",
-                     "entropy", "usage", "teacher_ce")
+                     "entropy", "usage", "warmup_ce")
     } | {"train_loss", "validation_loss"}
     for key, values in hist.items():
         assert np.isfinite(values.to_numpy(dtype=float)).all(), key
@@ -113,7 +113,7 @@ def test_train_on_device_or_with_scvi_loaders(on_device):
 
 
 def test_sparse_input_is_never_densified_whole(monkeypatch):
-    """The data path and the teacher's PCA densify at most chunks of rows."""
+    """The data path and the start's PCA densify at most chunks of rows."""
     adata = counts(n_cells=400, n_genes=50)
     n = adata.n_obs
     shapes = []
@@ -132,10 +132,10 @@ def test_sparse_input_is_never_densified_whole(monkeypatch):
     model = CplMixVAE(adata, n_categories=3)
     model.train(**QUICK, datasplitter_kwargs={"max_dense_bytes": 0}, annotate=False)
     assert shapes and max(s[0] for s in shapes) <= 100 < n
-    assert torch.count_nonzero(model.module.teacher_loadings) > 0
+    assert torch.count_nonzero(model.module.start_loadings) > 0
 
 
-def test_teacher_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
+def test_start_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
     from sklearn.decomposition import PCA
 
     from cplmix_sc.module import log_normalise
@@ -161,7 +161,7 @@ def test_teacher_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
     assert pcs_s.shape == pcs.shape
 
 
-def test_teacher_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
+def test_start_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
     """log_pca(genes=mask): the PCA of those genes of the log-normalised counts (cells still
     normalised by their total over all genes), with zero loadings and mean elsewhere, so the
     module's projection of any cell gives its PCs; both the dense and the chunked path."""
@@ -210,7 +210,7 @@ def test_deferred_non_finite_check_names_the_step_and_restores_weights():
     model = CplMixVAE(adata, n_categories=3)
     snap = Snap()
     # the guard is added by train(); force the device-style (deferred) check on the CPU
-    import cplmix_sc.model._cplmixvae as mm
+    import cplmix_sc.model._training as mm
 
     original = mm.NonFiniteGuard
     mm.NonFiniteGuard = lambda phase, lr: NonFiniteGuard(phase, lr, check="epoch")
@@ -247,7 +247,7 @@ if __name__ == "__main__":
     ddp = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "enable_progress_bar": False}
     seen = []
     model.annotate = lambda *a, **k: seen.append(1)  # count the writes of this rank
-    model.train(max_epochs=2, pretrain_epochs=1, batch_size=32, train_size=0.9,
+    model.train(max_epochs=2, warmup_epochs=1, batch_size=32, train_size=0.9,
                 check_val_every_n_epoch=1, checkpoint_dir=os.path.join(out, "ckpt"), **ddp)
     hist = model.prune(fine_tune_epochs=1, max_rounds=1, min_consensus=1.0, batch_size=32,
                        **ddp)
@@ -295,7 +295,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
 
     from lightning.pytorch import Callback
 
-    import cplmix_sc.model._cplmixvae as mm
+    import cplmix_sc.model._training as mm
 
     reads = []
     active = {"on": False}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+
+from ._matching import match_table
 
 
 def _labelled(true, pred) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +28,7 @@ def hungarian_accuracy(true, pred) -> float:
     if len(true) == 0:
         return float("nan")
     table = pd.crosstab(pred, true).to_numpy()
-    rows, cols = linear_sum_assignment(-table)
+    rows, cols = match_table(table)
     return float(table[rows, cols].sum() / len(true))
 
 
@@ -50,28 +49,6 @@ def clustering_scores(true, pred) -> dict[str, float]:
         "accuracy": hungarian_accuracy(t, p),
         "n_cells": len(t),
     }
-
-
-def arm_consensus(labels) -> float:
-    """Mean fraction of cells on which two arms agree, over all arm pairs.
-
-    Parameters
-    ----------
-    labels
-        ``(n_arms, n_cells)`` argmax categories, or a trained
-        :class:`~cplmix_sc.CplMixVAE` (its arms' labels on its AnnData).
-        Categories are compared by index: the coupling makes index ``k`` mean the same type
-        in every arm. One arm gives ``1.0``.
-    """
-    if hasattr(labels, "get_arm_labels"):
-        labels = labels.get_arm_labels()
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError("labels must be (n_arms, n_cells).")
-    pairs = list(combinations(range(labels.shape[0]), 2))
-    if not pairs:
-        return 1.0
-    return float(np.mean([np.mean(labels[a] == labels[b]) for a, b in pairs]))
 
 
 def state_recovery(true_state, inferred_state, groups, min_cells: int = 10) -> dict[str, float]:

@@ -27,6 +27,7 @@ from .._validation import (
 )
 from ..module import AugmenterModule
 from ..train import AugmenterTrainingPlan
+from ..train._schedule import augmenter_epochs
 
 
 class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
@@ -199,8 +200,7 @@ class Augmenter(UnsupervisedTrainingMixin, BaseModelClass):
                 "use a smaller batch_size."
             )
         if max_epochs is None:
-            steps = max(1, int(np.ceil(n_train / batch_size)))
-            max_epochs = int(np.clip(400 // steps, 10, 200))
+            max_epochs = augmenter_epochs(n_train, batch_size)
         max_epochs = check_int("max_epochs", max_epochs, 1)
         if adversarial_warmup_epochs is None:
             adversarial_warmup_epochs = max_epochs // 5

@@ -3,11 +3,13 @@
 from ._arms import ArmBatchNorm, ArmLinear, ArmMLP
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS, aitchison_sq, clr, sigma_sq
-from ._cplmixvae import LIKELIHOODS, CplMixVAEModule, log_normalise
+from ._cplmixvae import LIKELIHOODS, CplMixVAEModule
+from ._normalise import NORM_SCALE, log_normalise, log_normalise_rows
 
 __all__ = [
     "COUPLINGS",
     "LIKELIHOODS",
+    "NORM_SCALE",
     "ArmBatchNorm",
     "ArmLinear",
     "ArmMLP",
@@ -16,5 +18,6 @@ __all__ = [
     "aitchison_sq",
     "clr",
     "log_normalise",
+    "log_normalise_rows",
     "sigma_sq",
 ]

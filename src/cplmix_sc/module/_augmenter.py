@@ -32,7 +32,7 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from .._validation import check_choice
-from ._cplmixvae import NORM_SCALE, log_normalise
+from ._normalise import NORM_SCALE, log_normalise
 
 OUTPUTS = ("residual", "decoder")
 

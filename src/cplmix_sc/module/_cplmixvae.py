@@ -7,6 +7,7 @@ dimensions, ``D`` bottleneck size.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -18,21 +19,14 @@ from torch import nn
 from .._validation import check_choice, check_number
 from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
+from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
 from ._likelihood import nb_nll
+from ._normalise import NORM_SCALE, log_normalise
 
 LIKELIHOODS = ("nb", "gaussian")
-USAGE_TARGETS = ("uniform", "teacher")
+USAGE_TARGETS = ("uniform", "start")
 DECODERS = ("mlp", "linear")
-#: scale of the log-normalised input and of the Gaussian likelihood's target
-NORM_SCALE = 1e4
-
-
-def log_normalise(x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
-    """``log1p(x / library * 1e4)``: the encoders' input and the Gaussian likelihood's target."""
-    return torch.log1p(x / library.clamp_min(1.0) * NORM_SCALE)
-
-
 class CplMixVAEModule(BaseModuleClass):
     """A coupled mixture VAEs: categorical type ``c`` and type-dependent state ``s`` per arm.
 
@@ -74,8 +68,9 @@ class CplMixVAEModule(BaseModuleClass):
         target category proportions ``π`` (category usage).
     usage_target
         ``π`` of the usage term: ``"uniform"`` (then the term is the reward for the entropy of
-        ``q̄``, up to a constant) or ``"teacher"``: the proportions of the k-means start,
+        ``q̄``, up to a constant) or ``"start"``: the proportions of the start's categories,
         which keeps categories alive without forcing equal sizes (uniform if no start).
+        ``"teacher"`` is the former name of ``"start"`` (deprecated).
     temperature
         Gumbel-softmax temperature τ (paper: 1).
     augmentation
@@ -92,10 +87,10 @@ class CplMixVAEModule(BaseModuleClass):
         explaining type differences with the state (Zeisel level2 ARI 0.41 instead of 0.35)
         but the state then collapses on the simulator (state recovery 0.3 instead of 0.8);
         the default keeps the state meaningful.
-    n_teacher_pcs
-        Principal components of the warm-up's k-means start (see :meth:`set_teacher`).
+    n_start_pcs
+        Principal components of the start's PCA (see :meth:`set_start`).
     warmup_weight
-        Weight of the cross-entropy towards the k-means start during the warm-up. It must
+        Weight of the cross-entropy towards the start during the warm-up. It must
         be large: the reconstruction term is thousands of nats per cell.
     decoder
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
@@ -123,13 +118,13 @@ class CplMixVAEModule(BaseModuleClass):
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
         usage_weight: float = 3.0,
-        usage_target: Literal["uniform", "teacher"] = "teacher",
+        usage_target: Literal["uniform", "start"] = "start",
         temperature: float = 1.0,
         augmentation: Literal["simple", "learned", "none"] = "simple",
         thinning: float = 0.8,
         input_dropout: float = 0.1,
         state_dropout: float = 0.0,
-        n_teacher_pcs: int = 30,
+        n_start_pcs: int = 30,
         warmup_weight: float = 100.0,
         decoder: Literal["mlp", "linear"] = "mlp",
         augmenter_kwargs: dict | None = None,
@@ -138,6 +133,10 @@ class CplMixVAEModule(BaseModuleClass):
         check_choice("likelihood", likelihood, LIKELIHOODS)
         check_choice("coupling", coupling, COUPLINGS)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
+        if usage_target == "teacher":
+            warnings.warn('usage_target="teacher" is now called "start".', FutureWarning,
+                          stacklevel=3)
+            usage_target = "start"
         check_choice("usage_target", usage_target, USAGE_TARGETS)
         check_choice("decoder", decoder, DECODERS)
         self.n_input = n_input
@@ -164,22 +163,24 @@ class CplMixVAEModule(BaseModuleClass):
                 'augmentation="learned" needs a trained augmenter: build the model with '
                 "CplMixVAE(adata, augmenter=aug) (aug a trained cplmix_sc.Augmenter)."
             )
-        self.augmenter = None
-        if augmenter_kwargs is not None:
-            if augmenter_kwargs.get("n_input") != n_input:
-                raise ValueError(
-                    f"The augmenter was built for {augmenter_kwargs.get('n_input')} genes, the "
-                    f"model has {n_input}; train the augmenter on the model's genes."
-                )
-            from ._augmenter import AugmenterModule  # it imports log_normalise from here
-
-            self.augmenter = AugmenterModule(**augmenter_kwargs)
-            self.augmenter.requires_grad_(False)
-            self.augmenter.eval()
+        self.augmenter = _frozen_augmenter(augmenter_kwargs, n_input)
         #: "mixture" (the model) or "warmup" (the model plus a pull of q(c|x) towards the
-        #: teacher clustering stored in the ``teacher_*`` buffers; see :meth:`set_teacher`)
+        #: start stored in the ``start_*`` buffers; see :meth:`set_start`)
         self.phase = "mixture"
         self.warmup_weight = warmup_weight
+        self.start_partial = False
+        self._build_networks(n_input, n_batch, n_categories, n_state, n_arms, n_hidden,
+                             n_layers, n_bottleneck, input_dropout, state_dropout, decoder)
+        self._register_buffers(n_input, n_categories, n_start_pcs)
+        self._pruned = False
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_active())
+        self._register_load_state_dict_pre_hook(_rename_teacher_buffers)
+        # NB inverse dispersion / Gaussian log-variance, per arm and gene
+        self.gene_param = nn.Parameter(torch.zeros(n_arms, 1, n_input))
+
+    def _build_networks(self, n_input, n_batch, n_categories, n_state, n_arms, n_hidden,
+                        n_layers, n_bottleneck, input_dropout, state_dropout, decoder) -> None:
+        """Every arm's encoder, categorical head, state encoder and decoder (sec. B, L.1)."""
         hidden = [n_hidden] * n_layers
         a = n_arms
         self.input_dropout = nn.Dropout(input_dropout)
@@ -203,17 +204,20 @@ class CplMixVAEModule(BaseModuleClass):
             )
             if n_batch > 0:
                 self.batch_profile = nn.Parameter(torch.zeros(a, n_batch, n_input))
-        # teacher clustering for the warm-up: PCA of log-normalised counts + centroids
-        self.register_buffer("teacher_mean", torch.zeros(n_input))
-        self.register_buffer("teacher_loadings", torch.zeros(n_input, n_teacher_pcs))
-        self.register_buffer("teacher_centroids", torch.zeros(n_categories, n_teacher_pcs))
-        # a teacher given per cell (e.g. Leiden): reference cells in PC space and their labels,
+
+    def _register_buffers(self, n_input: int, n_categories: int, n_start_pcs: int) -> None:
+        """The start, the usage term's target and the pruning mask (not trained)."""
+        # the start for the warm-up: PCA of log-normalised counts + category centres
+        self.register_buffer("start_mean", torch.zeros(n_input))
+        self.register_buffer("start_loadings", torch.zeros(n_input, n_start_pcs))
+        self.register_buffer("start_centers", torch.zeros(n_categories, n_start_pcs))
+        # a start given per cell (e.g. Leiden): reference cells in PC space and their labels,
         # looked up by nearest reference cell; only needed during the warm-up, so not saved
-        self.register_buffer("teacher_points", torch.zeros(0, n_teacher_pcs), persistent=False)
+        self.register_buffer("start_points", torch.zeros(0, n_start_pcs), persistent=False)
         self.register_buffer(
-            "teacher_point_labels", torch.zeros(0, dtype=torch.long), persistent=False
+            "start_point_labels", torch.zeros(0, dtype=torch.long), persistent=False
         )
-        # π of the usage term: uniform, or the teacher's proportions (usage_target="teacher")
+        # π of the usage term: uniform, or the start's proportions (usage_target="start")
         self.register_buffer("usage_prior", torch.full((n_categories,), 1.0 / n_categories))
         # categories still in use: pruning (CplMixVAE.prune) switches entries off; a pruned
         # category keeps its index (labels are never renumbered) but q(c|x) = 0 for it
@@ -221,10 +225,6 @@ class CplMixVAEModule(BaseModuleClass):
         # indices of the surviving categories, derived from the mask (not saved; refreshed by
         # set_category_mask and after load_state_dict) so the loss needs no host sync per step
         self.register_buffer("active_index", torch.arange(n_categories), persistent=False)
-        self._pruned = False
-        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_active())
-        # NB inverse dispersion / Gaussian log-variance, per arm and gene
-        self.gene_param = nn.Parameter(torch.zeros(a, 1, n_input))
 
     # ------------------------------------------------------------------ scvi-tools hooks
     def _get_inference_input(self, tensors):
@@ -428,15 +428,15 @@ class CplMixVAEModule(BaseModuleClass):
         loss = per_cell.mean() + self.usage_weight * w * usage.sum()
         extra = {}
         if self.phase == "warmup":
-            target = self.teacher_labels(x)
-            if pruned:  # teacher labels index all K categories; map to the active ones
+            target = self.start_labels(x)  # -1: a cell without a starting category
+            if pruned:  # start labels index all K categories; map to the active ones
                 lookup = torch.full_like(self.category_mask, -100, dtype=torch.long)
                 lookup[active] = torch.arange(len(active), device=x.device)
-                target = lookup[target]
-            target = target.expand(a, -1) if target.dim() == 1 else target  # (A, B)
-            ce = F.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1))
+                target = torch.where(target >= 0, lookup[target.clamp_min(0)], -100)
+            target = target.where(target >= 0, -100).expand(a, -1)  # (A, B)
+            ce = self._warmup_ce(log_p, target)
             loss = loss + self.warmup_weight * w * a * ce
-            extra["teacher_ce"] = ce.detach()
+            extra["warmup_ce"] = ce.detach()
         return LossOutput(
             loss=loss,
             reconstruction_loss=w * nll.sum(0),
@@ -465,48 +465,87 @@ class CplMixVAEModule(BaseModuleClass):
         self._pruned = not bool(self.category_mask.all())
         self.active_index = self.category_mask.nonzero().squeeze(-1)
 
-    # ------------------------------------------------------------------ warm-up teacher
+    # ------------------------------------------------------------------ the start
     @torch.no_grad()
-    def set_teacher(
+    def set_start(
         self,
         mean: torch.Tensor,
         loadings: torch.Tensor,
-        centroids: torch.Tensor,
+        centers: torch.Tensor,
         weights: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> None:
-        """Store a clustering (PCA of log-normalised counts + k-means centroids) to warm up.
+        """Store the start (a PCA of log-normalised counts and its categories) to warm up.
 
         During the ``"warmup"`` phase each arm's ``q(c|x)`` is pulled (cross-entropy) towards
-        the teacher's nearest-centroid label of the unperturbed cell, so that all arms start
-        from the same categories with the same indices. Labels are computed from ``x`` on the
-        fly, so no per-cell bookkeeping is needed and mini-batches can come from any loader.
+        the start's label of the unperturbed cell (:meth:`start_labels`), so that all arms
+        start from the same categories with the same indices. Labels are computed from ``x``
+        on the fly, so no per-cell bookkeeping is needed and mini-batches can come from any
+        loader. ``weights`` (cells per category) set the usage term's target when
+        ``usage_target="start"``. With ``points`` (reference cells' PC coordinates) and their
+        ``labels``, a cell gets its nearest reference cell's label (a training cell finds
+        itself), which keeps partitions that are not Voronoi cells of the centres, such as a
+        graph clustering's; without them, its nearest centre's.
         """
         p = loadings.shape[1]
-        self.teacher_mean.copy_(mean)
-        self.teacher_loadings.zero_()
-        self.teacher_loadings[:, :p] = loadings
-        self.teacher_centroids.zero_()
-        self.teacher_centroids[:, :p] = centroids
-        if weights is not None and self.usage_target == "teacher":
+        self.start_mean.copy_(mean)
+        self.start_loadings.zero_()
+        self.start_loadings[:, :p] = loadings
+        self.start_centers.zero_()
+        self.start_centers[:, :p] = centers
+        if weights is not None and self.usage_target == "start":
             self.usage_prior.copy_(weights / weights.sum())
-
-    @torch.no_grad()
-    def set_teacher_points(self, points: torch.Tensor, labels: torch.Tensor) -> None:
-        """Give the teacher per cell: reference cells (PC coordinates) and their labels.
-
-        Then :meth:`teacher_labels` returns the label of each cell's nearest reference cell
-        (a training cell finds itself), which keeps partitions that are not Voronoi cells of
-        centroids, such as a graph clustering's. Call after :meth:`set_teacher`.
-        """
-        p = self.teacher_loadings.shape[1]
-        padded = points.new_zeros(points.shape[0], p)
+        device = self.start_loadings.device
+        #: some reference cells have no starting category (label -1; from init_labels)
+        self.start_partial = labels is not None and bool((labels < 0).any())
+        if points is None:
+            self.start_points = self.start_points.new_zeros(0, self.start_points.shape[1])
+            self.start_point_labels = self.start_point_labels.new_zeros(0)
+            return
+        padded = points.new_zeros(points.shape[0], self.start_loadings.shape[1])
         padded[:, : points.shape[1]] = points
-        self.teacher_points = padded.to(self.teacher_loadings.device)
-        self.teacher_point_labels = labels.long().to(self.teacher_loadings.device)
+        self.start_points = padded.to(device)
+        self.start_point_labels = labels.long().to(device)
 
-    def teacher_labels(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's label of each cell, ``(B,)``: nearest reference cell or centroid."""
-        z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.teacher_mean) @ self.teacher_loadings
-        if self.teacher_points.shape[0] > 0:
-            return self.teacher_point_labels[torch.cdist(z, self.teacher_points).argmin(-1)]
-        return torch.cdist(z, self.teacher_centroids).argmin(-1)
+    def _warmup_ce(self, log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the arms' ``q(c|x)`` towards the start's labels, over the
+        cells that have one (``-100``: none); 0 for a mini-batch where none has."""
+        log_p, target = log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1)
+        if not self.start_partial:  # every cell labelled: the plain mean
+            return F.nll_loss(log_p, target)
+        total = F.nll_loss(log_p, target, reduction="sum")
+        return total / (target >= 0).sum().clamp_min(1)
+
+    def start_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """The start's label of each cell, ``(B,)``: nearest reference cell or centre."""
+        z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.start_mean) @ self.start_loadings
+        if self.start_points.shape[0] > 0:
+            return self.start_point_labels[torch.cdist(z, self.start_points).argmin(-1)]
+        return torch.cdist(z, self.start_centers).argmin(-1)
+
+
+#: buffer names before the start had one name (models saved and checkpoints written then)
+_OLD_BUFFERS = {"teacher_mean": "start_mean", "teacher_loadings": "start_loadings",
+                "teacher_centroids": "start_centers"}
+
+
+def _rename_teacher_buffers(state_dict, prefix, *args) -> None:
+    """Load a state dict saved before the ``teacher_*`` buffers were renamed ``start_*``."""
+    for old, new in _OLD_BUFFERS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
+def _frozen_augmenter(augmenter_kwargs: dict | None, n_input: int) -> AugmenterModule | None:
+    """The learned augmenter built from its arguments, frozen and in eval mode (or ``None``)."""
+    if augmenter_kwargs is None:
+        return None
+    if augmenter_kwargs.get("n_input") != n_input:
+        raise ValueError(
+            f"The augmenter was built for {augmenter_kwargs.get('n_input')} genes, the "
+            f"model has {n_input}; train the augmenter on the model's genes."
+        )
+    augmenter = AugmenterModule(**augmenter_kwargs)
+    augmenter.requires_grad_(False)
+    return augmenter.eval()

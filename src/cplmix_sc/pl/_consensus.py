@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
+from ..metrics._matching import match_table
 from ._basic import _finish
 
 
@@ -65,13 +66,20 @@ def arm_consensus(
     Parameters
     ----------
     model_or_labels
-        A trained :class:`~cplmix_sc.CplMixVAE` or ``(n_arms, n_cells)`` arm labels.
+        ``(n_arms, n_cells)`` arm labels, e.g. ``model.get_arm_labels()``. Passing the model
+        itself is deprecated: a plot does not run inference.
     arms
         The two arms to compare.
     ax, show, save
         As in scanpy.
     """
     if hasattr(model_or_labels, "get_arm_labels"):
+        warnings.warn(
+            "pl.arm_consensus(model) is deprecated: pass model.get_arm_labels() (plots do not "
+            "run inference).",
+            FutureWarning,
+            stacklevel=2,
+        )
         labels = model_or_labels.get_arm_labels()
     else:
         labels = np.asarray(model_or_labels)
@@ -79,7 +87,7 @@ def arm_consensus(
     if labels.ndim != 2 or max(a, b) >= labels.shape[0]:
         raise ValueError(f"Arms {arms} are not available in labels of shape {labels.shape}.")
     table = pd.crosstab(labels[a], labels[b])
-    rows, cols = linear_sum_assignment(-table.to_numpy())
+    rows, cols = match_table(table.to_numpy())
     row_order = list(rows) + [i for i in range(table.shape[0]) if i not in set(rows)]
     col_order = list(cols) + [j for j in range(table.shape[1]) if j not in set(cols)]
     table = table.iloc[row_order, col_order]

@@ -7,12 +7,11 @@ from anndata import AnnData
 from sklearn.decomposition import PCA
 
 from .._validation import check_same_genes
+from ..module import log_normalise_rows
 
 
 def _lognorm(adata: AnnData, layer: str | None = None) -> np.ndarray:
-    x = adata.X if layer is None else adata.layers[layer]
-    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-    return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1.0) * 1e4)
+    return log_normalise_rows(adata.X if layer is None else adata.layers[layer])
 
 
 def embed_augmented(

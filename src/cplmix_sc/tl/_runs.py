@@ -12,7 +12,7 @@ import scvi
 from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
 
-from ._traversal import _align
+from ..metrics._matching import match_labels
 
 
 @dataclass
@@ -64,7 +64,7 @@ def consensus_from_labels(labels: np.ndarray, n_categories: int | None = None):
     aligned = np.empty_like(labels)
     aligned[0] = labels[0]
     for r in range(1, n):
-        match = {v: u for u, v in _align(labels[0], labels[r]).items()}  # run r -> run 0
+        match = {v: u for u, v in match_labels(labels[0], labels[r]).items()}  # run r -> run 0
         aligned[r] = [match.get(int(c), k + int(c)) for c in labels[r]]
     top = int(aligned.max()) + 1
     votes = np.zeros((labels.shape[1], top))

@@ -10,9 +10,10 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 from scvi import REGISTRY_KEYS
+
+from ..metrics._matching import match_labels
 
 #: pseudo-count (per 10,000 counts) added before taking log2 of decoded expression
 PSEUDOCOUNT = 1.0
@@ -122,16 +123,6 @@ def _gene_scores(expr: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _align(reference: np.ndarray, labels: np.ndarray) -> dict[int, int]:
-    """Map reference categories to the categories of another run by maximal cell overlap."""
-    ref_cats, ref_idx = np.unique(reference, return_inverse=True)
-    cats, idx = np.unique(labels, return_inverse=True)
-    table = np.zeros((len(ref_cats), len(cats)))
-    np.add.at(table, (ref_idx, idx), 1)
-    rows, cols = linear_sum_assignment(-table)
-    return {int(ref_cats[r]): int(cats[c]) for r, c in zip(rows, cols, strict=True)}
-
-
 def traversal(
     model,
     adata: AnnData | None = None,
@@ -185,58 +176,14 @@ def traversal(
     :class:`Traversal` with the profiles (``.profiles``, a tidy DataFrame; ``.expression``,
     an array) and per-gene scores (``.scores``).
     """
-    models = list(model) if isinstance(model, list | tuple) else [model]
-    if not models:
-        raise ValueError("`model` is an empty list; pass a trained CplMixVAE.")
-    for m in models:
-        if not m.is_trained_:
-            raise ValueError("The model is not trained; call `model.train()` first.")
-        m._check_arm(arm)
+    models, adata, gene_idx = _check_traversal(model, adata, genes, n_steps, percentiles, arm)
     first = models[0]
-    adata = first._validate_anndata(adata)
-    if any(not m.adata.var_names.equals(first.adata.var_names) for m in models[1:]):
-        raise ValueError("All models must be trained on the same genes (same var_names).")
-    if n_steps < 2:
-        raise ValueError(f"`n_steps` must be at least 2, got {n_steps}.")
-    lo_p, hi_p = percentiles
-    if not 0 <= lo_p < hi_p <= 100:
-        raise ValueError(f"`percentiles` must satisfy 0 <= lo < hi <= 100, got {percentiles}.")
     var_names = first.adata.var_names
-    if genes is None:
-        gene_idx = np.arange(len(var_names))
-    else:
-        genes = [genes] if isinstance(genes, str) else list(genes)
-        missing = [g for g in genes if g not in var_names]
-        if missing:
-            raise KeyError(
-                f"Genes not in the model's var_names: {missing[:10]}"
-                + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            )
-        gene_idx = var_names.get_indexer(genes)
-
     posts = [m._posterior(adata, batch_size=batch_size) for m in models]
     labels = [p["log_probs"].exp().mean(0).argmax(-1).numpy() for p in posts]
     states = [p["state"][arm].numpy() for p in posts]
     counts = np.bincount(labels[0], minlength=first.module.n_categories)
-    if cell_types is None:
-        chosen = [int(c) for c in np.flatnonzero(counts >= min_cells)]
-        if not chosen:
-            raise ValueError(f"No type has at least min_cells={min_cells} cells.")
-    else:
-        cell_types = [cell_types] if isinstance(cell_types, str | int) else list(cell_types)
-        chosen = []
-        for c in cell_types:
-            try:
-                ci = int(c)
-            except (TypeError, ValueError):
-                raise ValueError(f"Unknown cell type {c!r}: labels are category indices.") from None
-            if not 0 <= ci < first.module.n_categories or counts[ci] < min_cells:
-                raise ValueError(
-                    f"Type {c!r} has {counts[ci] if 0 <= ci < len(counts) else 0} cells "
-                    f"(min_cells={min_cells}); types with enough cells: "
-                    f"{[str(i) for i in np.flatnonzero(counts >= min_cells)]}."
-                )
-            chosen.append(ci)
+    chosen = _chosen_types(cell_types, counts, min_cells)
     batches = _batch_codes(first, adata)
 
     n_r, n_t, n_g = len(models), len(chosen), len(gene_idx)
@@ -244,7 +191,7 @@ def traversal(
     values = np.full((n_r, n_t, n_steps), np.nan)
     axes_rows, score_rows = [], []
     for r, m in enumerate(models):
-        match = {c: c for c in chosen} if r == 0 else _align(labels[0], labels[r])
+        match = {c: c for c in chosen} if r == 0 else match_labels(labels[0], labels[r])
         for ti, c in enumerate(chosen):
             cat = match.get(c)
             cells = np.flatnonzero(labels[r] == cat) if cat is not None else np.array([])
@@ -254,20 +201,11 @@ def traversal(
                     stacklevel=2,
                 )
                 continue
-            center, direction, lo, hi, explained = _state_axis(states[r][cells], percentiles)
-            lam = np.linspace(lo, hi, n_steps)
-            points = center[None] + lam[:, None] * direction[None]
-            batch = None
-            if batches is not None:
-                batch = np.full(n_steps, np.bincount(batches[cells]).argmax())
-            expr = m.decode_expression(points, np.full(n_steps, cat), batch, arm=arm)[:, gene_idx]
+            batch = None if batches is None else np.bincount(batches[cells]).argmax()
+            expr, lam, explained = _sweep(m, states[r][cells], cat, batch, n_steps,
+                                          percentiles, arm, gene_idx)
             if r > 0:
-                ref = np.log2(expression[0, ti] + PSEUDOCOUNT)
-                cur = np.log2(expr + PSEUDOCOUNT)
-                if np.isfinite(ref).all():
-                    ref_c, cur_c = ref - ref.mean(0), cur - cur.mean(0)
-                    if (ref_c * cur_c).sum() < 0:
-                        expr, lam = expr[::-1], -lam[::-1]
+                expr, lam = _orient_like(expression[0, ti], expr, lam)
             expression[r, ti] = expr
             values[r, ti] = lam
             axes_rows.append(
@@ -290,6 +228,82 @@ def traversal(
         axes=pd.DataFrame(axes_rows),
         n_runs=n_r,
     )
+
+
+def _check_traversal(model, adata, genes, n_steps, percentiles, arm):
+    """Checked models (a list), AnnData and gene indices of :func:`traversal`."""
+    models = list(model) if isinstance(model, list | tuple) else [model]
+    if not models:
+        raise ValueError("`model` is an empty list; pass a trained CplMixVAE.")
+    for m in models:
+        if not m.is_trained_:
+            raise ValueError("The model is not trained; call `model.train()` first.")
+        m._check_arm(arm)
+    first = models[0]
+    adata = first._validate_anndata(adata)
+    if any(not m.adata.var_names.equals(first.adata.var_names) for m in models[1:]):
+        raise ValueError("All models must be trained on the same genes (same var_names).")
+    if n_steps < 2:
+        raise ValueError(f"`n_steps` must be at least 2, got {n_steps}.")
+    lo_p, hi_p = percentiles
+    if not 0 <= lo_p < hi_p <= 100:
+        raise ValueError(f"`percentiles` must satisfy 0 <= lo < hi <= 100, got {percentiles}.")
+    var_names = first.adata.var_names
+    if genes is None:
+        return models, adata, np.arange(len(var_names))
+    genes = [genes] if isinstance(genes, str) else list(genes)
+    missing = [g for g in genes if g not in var_names]
+    if missing:
+        raise KeyError(
+            f"Genes not in the model's var_names: {missing[:10]}"
+            + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        )
+    return models, adata, var_names.get_indexer(genes)
+
+
+def _chosen_types(cell_types, counts: np.ndarray, min_cells: int) -> list[int]:
+    """The category indices to sweep: ``cell_types`` checked, or every type with enough cells."""
+    if cell_types is None:
+        chosen = [int(c) for c in np.flatnonzero(counts >= min_cells)]
+        if not chosen:
+            raise ValueError(f"No type has at least min_cells={min_cells} cells.")
+        return chosen
+    cell_types = [cell_types] if isinstance(cell_types, str | int) else list(cell_types)
+    chosen = []
+    for c in cell_types:
+        try:
+            ci = int(c)
+        except (TypeError, ValueError):
+            raise ValueError(f"Unknown cell type {c!r}: labels are category indices.") from None
+        if not 0 <= ci < len(counts) or counts[ci] < min_cells:
+            raise ValueError(
+                f"Type {c!r} has {counts[ci] if 0 <= ci < len(counts) else 0} cells "
+                f"(min_cells={min_cells}); types with enough cells: "
+                f"{[str(i) for i in np.flatnonzero(counts >= min_cells)]}."
+            )
+        chosen.append(ci)
+    return chosen
+
+
+def _sweep(model, states, category, batch, n_steps, percentiles, arm, gene_idx):
+    """Decoded expression along one type's state axis: ``(expression, positions, explained)``."""
+    center, direction, lo, hi, explained = _state_axis(states, percentiles)
+    lam = np.linspace(lo, hi, n_steps)
+    points = center[None] + lam[:, None] * direction[None]
+    batch = None if batch is None else np.full(n_steps, batch)
+    expr = model.decode_expression(points, np.full(n_steps, category), batch, arm=arm)
+    return expr[:, gene_idx], lam, explained
+
+
+def _orient_like(reference: np.ndarray, expr: np.ndarray, lam: np.ndarray):
+    """Flip a later run's sweep when its log-expression runs against the first run's."""
+    ref = np.log2(reference + PSEUDOCOUNT)
+    cur = np.log2(expr + PSEUDOCOUNT)
+    if np.isfinite(ref).all():
+        ref_c, cur_c = ref - ref.mean(0), cur - cur.mean(0)
+        if (ref_c * cur_c).sum() < 0:
+            return expr[::-1], -lam[::-1]
+    return expr, lam
 
 
 def state_genes(

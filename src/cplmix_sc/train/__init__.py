@@ -1,12 +1,8 @@
 """Training plans, data paths and the callbacks that keep long runs safe."""
 
 from ._augmenter_plan import AugmenterTrainingPlan
-from ._callbacks import (
-    CouplingWarmup,
-    NonFiniteGuard,
-    NonFiniteLossError,
-    ResumableCheckpoint,
-)
+from ._callbacks import CouplingWarmup, NonFiniteGuard, NonFiniteLossError
+from ._checkpoint import ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
 

@@ -1,19 +1,10 @@
-"""Lightning callbacks that make long runs safe: non-finite loss guard, resumable checkpoints."""
+"""Lightning callbacks of training: the non-finite loss guard and the coupling warm-up
+(checkpoints: :mod:`cplmix_sc.train._checkpoint`)."""
 
 from __future__ import annotations
 
-import os
-import random
-from pathlib import Path
-
-import numpy as np
 import torch
 from lightning.pytorch import Callback
-
-#: file name of the checkpoint that :class:`ResumableCheckpoint` keeps up to date
-CHECKPOINT_NAME = "last.ckpt"
-#: key of the CplMixVAE section of a checkpoint
-CHECKPOINT_KEY = "cplmix_sc"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -184,105 +175,3 @@ class CouplingWarmup(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         pl_module.module.coupling_scale = 1.0
-
-
-def get_rng_state() -> dict:
-    """Torch (CPU and CUDA), NumPy and Python random states, as checkpoint-safe objects."""
-    np_state = np.random.get_state()  # noqa: NPY002 - the global state is what we save
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`get_rng_state` returned."""
-    torch.set_rng_state(state["torch"].cpu())
-    name, keys, *rest = state["numpy"]
-    np_state = (name, np.asarray(keys, dtype=np.uint32), *rest)
-    np.random.set_state(np_state)  # noqa: NPY002
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-class ResumableCheckpoint(Callback):
-    """Save a checkpoint (weights, optimiser, loop and RNG states, phase) every N epochs.
-
-    The file ``dirpath / "last.ckpt"`` is replaced atomically at the end of every
-    ``every_n_epochs``-th epoch and of the phase's last epoch. Besides what Lightning saves
-    (module parameters *and* buffers, e.g. the warm-up's k-means start and the usage prior,
-    optimiser state, epoch and step counters), the checkpoint holds the random number
-    generators' states, so that a resumed run draws the same mini-batches, augmentations and
-    Gumbel noise as an uninterrupted one, and ``meta``: the phase, whether it is complete and
-    the arguments that :meth:`~cplmix_sc.CplMixVAE.train` needs to continue.
-
-    Parameters
-    ----------
-    dirpath
-        Directory of the checkpoint (created if needed).
-    every_n_epochs
-        Save every this many epochs of a phase.
-    meta
-        JSON-like description of the run; ``meta["phase"]`` names the phase.
-    """
-
-    def __init__(self, dirpath: str | os.PathLike, every_n_epochs: int, meta: dict):
-        super().__init__()
-        self.dirpath = Path(dirpath)
-        self.every_n_epochs = every_n_epochs
-        self.meta = meta
-
-    @property
-    def state_key(self) -> str:
-        return "CplMixResumableCheckpoint"
-
-    @property
-    def path(self) -> Path:
-        return self.dirpath / CHECKPOINT_NAME
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        done = trainer.current_epoch + 1
-        last = done >= trainer.max_epochs
-        if done % self.every_n_epochs and not last:
-            return
-        self.meta = {**self.meta, "epochs_done": done, "phase_complete": last}
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        tmp = self.dirpath / f".{CHECKPOINT_NAME}.tmp"
-        trainer.save_checkpoint(tmp)  # every rank calls it; under DDP only rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)  # a crash while writing never leaves a broken last.ckpt
-        trainer.strategy.barrier("cplmix_checkpoint")
-
-    def state_dict(self) -> dict:
-        return {"rng": get_rng_state(), "meta": self.meta}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        # called while Lightning restores the checkpoint, before the first mini-batch is drawn
-        set_rng_state(state_dict["rng"])
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :class:`ResumableCheckpoint` (on the CPU)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No checkpoint at {str(path)!r}; pass the checkpoint_dir of the interrupted run "
-            "(train(checkpoint_dir=..., resume=True)) or the path of its last.ckpt."
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = ckpt.get("callbacks", {}).get("CplMixResumableCheckpoint")
-    if state is None:
-        raise ValueError(
-            f"{str(path)!r} is not a CplMixVAE checkpoint (written by "
-            "train(checkpoint_dir=...)); it cannot be resumed."
-        )
-    ckpt[CHECKPOINT_KEY] = state
-    ckpt["path"] = str(path)
-    return ckpt

@@ -1,141 +1,16 @@
-"""Graph clustering used as a starting point (``CplMixVAE.train(init="leiden")``)."""
+"""Genes of a continuous state shared by many types, to leave out of the start's PCA
+(``init_exclude_genes``): checked user input and the automatic search."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import warnings
 
 import numpy as np
-from anndata import AnnData
+import pandas as pd
 
-
-@contextmanager
-def _keep_torch_threads():
-    """Restore PyTorch's thread count afterwards.
-
-    scanpy's neighbour graph runs UMAP's numba-parallel code, and numba's OpenMP threading
-    layer shares libgomp with PyTorch: its first parallel call sets the OpenMP thread count to
-    all cores, silently overriding ``torch.set_num_threads`` / ``OMP_NUM_THREADS``. Two
-    trainings on a 2-core machine then ran 2 threads each and were 10x slower.
-    """
-    import torch
-
-    n = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
-def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
-    import scanpy as sc
-
-    try:
-        import igraph  # noqa: F401
-    except ImportError as err:  # pragma: no cover - igraph is a dependency
-        raise ImportError("init='leiden' needs python-igraph: pip install igraph") from err
-    g = AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
-    g.obsm["rep"] = np.asarray(rep, dtype=np.float32)
-    # transformer="sklearn": scanpy 1.11 + scipy 1.17 break the default above 8,192 cells
-    with _keep_torch_threads():
-        sc.pp.neighbors(g, use_rep="rep", n_neighbors=min(n_neighbors, rep.shape[0] - 1),
-                        random_state=seed, transformer="sklearn")
-    return g
-
-
-def _leiden(g: AnnData, resolution: float, seed: int) -> np.ndarray:
-    import scanpy as sc
-
-    with _keep_torch_threads():
-        sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph",
-                     n_iterations=2, directed=False)
-    return g.obs["leiden"].cat.codes.to_numpy().copy()
-
-
-def _largest_first(labels: np.ndarray) -> np.ndarray:
-    sizes = np.bincount(labels)
-    order = np.argsort(-sizes, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[labels]
-
-
-def leiden_n_clusters(rep: np.ndarray, k: int, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """Leiden on a kNN graph of ``rep``, resolution bisected to give about ``k`` clusters.
-
-    Returns labels in ``[0, k)``, largest cluster first. If no resolution gives exactly ``k``
-    clusters, the closest count is used; clusters beyond the ``k`` largest join the nearest of
-    those (by centroid).
-    """
-    g = _knn_graph(rep, seed, n_neighbors)
-    lo, hi, best = 1e-3, 20.0, None
-    for _ in range(25):
-        res = float(np.sqrt(lo * hi))
-        labels = _leiden(g, res, seed)
-        n = labels.max() + 1
-        if best is None or abs(n - k) < abs(best.max() + 1 - k):
-            best = labels
-        if n == k:
-            break
-        lo, hi = (res, hi) if n < k else (lo, res)
-    labels = _largest_first(best)
-    if labels.max() >= k:
-        centroids = np.stack([rep[labels == c].mean(0) for c in range(k)])
-        extra = labels >= k
-        d = ((rep[extra, None, :] - centroids[None]) ** 2).sum(-1)
-        labels[extra] = d.argmin(1)
-    return labels
-
-
-def merge_communities(connectivities, labels: np.ndarray, k: int) -> np.ndarray:
-    """Greedily merge graph communities down to ``k``, most over-connected pair first.
-
-    Two communities ``i``, ``j`` are joined when the edge weight between them, ``W_ij``, is
-    the largest against what their degrees predict (``W_ij * 2m / (d_i d_j)``, the ratio in
-    the modularity of Newman & Girvan 2004), recomputed after every merge. Pieces of one type
-    that a continuous state stretches along the graph touch each other and merge first;
-    communities without edges between them merge last.
-    """
-    import scipy.sparse as sp
-
-    n = int(labels.max()) + 1
-    onehot = sp.csr_matrix(
-        (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(n, len(labels))
-    )
-    weights = np.asarray((onehot @ connectivities @ onehot.T).todense(), dtype=float)
-    member = np.arange(n)
-    while weights.shape[0] > k:
-        degree = weights.sum(1)
-        ratio = weights * degree.sum() / np.maximum(np.outer(degree, degree), 1e-12)
-        np.fill_diagonal(ratio, -np.inf)
-        i, j = sorted(np.unravel_index(np.argmax(ratio), ratio.shape))
-        weights[i] += weights[j]
-        weights[:, i] += weights[:, j]
-        weights = np.delete(np.delete(weights, j, 0), j, 1)
-        member[member == j] = i
-        member[member > j] -= 1
-    return member[labels]
-
-
-def graph_start(
-    rep: np.ndarray, k: int, seed: int = 0, n_neighbors: int = 15, resolution: float = 1.0
-) -> np.ndarray:
-    """Leiden communities at a fixed resolution, merged along the graph down to at most ``k``.
-
-    Leiden at ``resolution`` (scanpy's default 1.0) finds the graph's own communities. If
-    there are at most ``k`` of them they are returned as they are (the remaining categories
-    start empty). If there are more, they are merged by :func:`merge_communities`, so that
-    the pieces of one type that a strong continuous state stretches along the graph are
-    joined before distinct types are. Returns labels in ``[0, k)``, largest cluster first.
-    """
-    if rep.shape[0] < 3:  # no neighbour graph on 1-2 cells (scanpy needs 2 neighbours)
-        return np.arange(rep.shape[0]) % k
-    g = _knn_graph(rep, seed, n_neighbors)
-    labels = _leiden(g, resolution, seed)
-    if labels.max() + 1 > k:
-        labels = merge_communities(g.obsp["connectivities"], labels, k)
-    return _largest_first(labels)
-
+from ..module import log_normalise_rows
+from ._graph import _knn_graph, _leiden
+from ._pca import log_pca
 
 #: a community needs this many cells for its within-community PCs to count
 STATE_MIN_CELLS = 30
@@ -216,7 +91,6 @@ def state_program_genes(
     import scipy.sparse as sp
     from sklearn.utils.extmath import randomized_svd
 
-    from ._pca import _log_rows, log_pca
 
     n_cells, n_genes = x.shape
     keep = np.ones(n_genes, dtype=bool)
@@ -244,7 +118,7 @@ def state_program_genes(
                 continue
             if len(rows) > STATE_MAX_CELLS:
                 rows = np.sort(rng.choice(rows, STATE_MAX_CELLS, replace=False))
-            resid = _log_rows(x[rows]).astype(np.float64)
+            resid = log_normalise_rows(x[rows]).astype(np.float64)
             sums += resid.sum(0)
             counted += len(rows)
             resid -= resid.mean(0)
@@ -271,8 +145,6 @@ def state_program_genes(
 
 def _binned_z(score: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Robust z-scores of ``score`` within quantile bins of ``mean`` (median, floored MAD)."""
-    import pandas as pd
-
     n_bins = max(1, min(STATE_N_BINS, len(score) // STATE_MIN_BIN_GENES))
     bins = pd.qcut(pd.Series(mean).rank(method="first"), n_bins, labels=False)
     z = np.zeros_like(score)
@@ -282,3 +154,125 @@ def _binned_z(score: np.ndarray, mean: np.ndarray) -> np.ndarray:
         mad = max(float(np.median(np.abs(score[idx] - median))), STATE_MAD_FLOOR)
         z[idx] = (score[idx] - median) / (1.4826 * mad)
     return z
+
+
+def start_genes(exclude, init: str, var: pd.DataFrame) -> np.ndarray | str | None:
+    """The genes the start's PCA uses, from ``train(init_exclude_genes=...)``.
+
+    Returns a boolean mask over ``var`` (``True``: used), ``"auto"`` (the caller runs
+    :func:`state_program_genes` on the start's cells) or ``None`` (every gene). ``exclude``
+    is ``"auto"``, ``None``, the name of a boolean ``var`` column, a boolean mask or Series
+    indexed by the genes, or gene names; every other form is refused with an error naming
+    the fix, and names partly missing from ``var.index`` give a warning.
+    """
+    is_auto = isinstance(exclude, str) and exclude == "auto"
+    if exclude is None or (init == "random" and is_auto):
+        return None
+    if is_auto:
+        return "auto"
+    if init == "random":
+        raise ValueError(
+            "`init_exclude_genes` shapes the warm-up's start; init='random' has none. "
+            "Use init='leiden' or 'kmeans', or drop `init_exclude_genes`."
+        )
+    if isinstance(exclude, str):
+        drop = _column_mask(exclude, var)
+    else:
+        drop = _given_mask(exclude, var.index)
+    keep = ~np.asarray(drop, dtype=bool)
+    if keep.sum() < 2:
+        raise ValueError(
+            f"`init_exclude_genes` leaves {int(keep.sum())} of {len(var)} genes for the "
+            "start; at least 2 are needed."
+        )
+    return keep
+
+
+def _column_mask(name: str, var: pd.DataFrame) -> np.ndarray:
+    """A boolean ``var`` column named by ``init_exclude_genes``."""
+    if name not in var.columns:
+        hint = f" {name!r} is a gene: pass it in a list, [{name!r}]." if name in var.index else ""
+        raise ValueError(
+            f"`init_exclude_genes`={name!r} is not a column of adata.var; pass a "
+            "boolean var column, a boolean mask or a list of gene names." + hint
+        )
+    col = var[name]
+    if not pd.api.types.is_bool_dtype(col) or col.isna().any():
+        raise ValueError(
+            f"adata.var[{name!r}] must be boolean without missing values (True = "
+            f"leave out of the start), got dtype {col.dtype}."
+        )
+    return col.to_numpy(dtype=bool)
+
+
+def _as_values(exclude, var_names: pd.Index) -> np.ndarray:
+    """``init_exclude_genes`` as an array: booleans (a mask) or names; numbers are refused."""
+    if isinstance(exclude, pd.Series) and pd.api.types.is_bool_dtype(exclude):
+        if not exclude.index.is_unique or not var_names.isin(exclude.index).all():
+            raise ValueError(
+                "A boolean Series `init_exclude_genes` must be indexed by "
+                "adata.var_names, each once (it is aligned to them)."
+            )
+        exclude = exclude.reindex(var_names)
+        if exclude.isna().any():
+            raise ValueError("A boolean `init_exclude_genes` must be without missing values.")
+        exclude = exclude.to_numpy(dtype=bool)
+    if isinstance(exclude, set | frozenset):
+        exclude = sorted(exclude, key=str)
+    elif not isinstance(exclude, np.ndarray | pd.Index | pd.Series | list | tuple):
+        exclude = list(exclude)  # any other iterable of names, e.g. a generator
+    if isinstance(exclude, list | tuple):  # numpy would turn True into "True"
+        exclude = np.array(exclude, dtype=object)
+    values = np.asarray(exclude)
+    numbers = values.dtype.kind in "iuf"
+    if values.dtype == object:  # booleans in an object array: a mask; mixed: refuse
+        is_bool = np.array([isinstance(v, bool | np.bool_) for v in values.ravel()])
+        numbers = any(isinstance(v, int | float | np.integer | np.floating)
+                      for v, b in zip(values.ravel(), is_bool, strict=True) if not b)
+        if is_bool.all():
+            values = values.astype(bool)
+        elif is_bool.any() and not numbers:
+            raise ValueError(
+                "`init_exclude_genes` mixes booleans and gene names; pass either a "
+                "boolean mask over the genes or a list of names."
+            )
+    if values.size == 0:
+        raise ValueError(
+            "`init_exclude_genes` is an empty list; pass None to use every gene "
+            "(an empty `cplmix_sc.genesets.match` result means no gene matched)."
+        )
+    if numbers:
+        raise ValueError(
+            "`init_exclude_genes` must hold gene names or booleans, got numbers; "
+            "for positions use `adata.var_names[positions]`."
+        )
+    return values
+
+
+def _given_mask(exclude, var_names: pd.Index) -> np.ndarray:
+    """Genes to leave out, from a boolean mask or gene names."""
+    values = _as_values(exclude, var_names)
+    if values.dtype == bool:
+        if values.shape != (len(var_names),):
+            raise ValueError(
+                f"A boolean `init_exclude_genes` must have one entry per gene "
+                f"({len(var_names)}), got shape {values.shape}."
+            )
+        return values
+    names = pd.Index(values.ravel().astype(str))
+    found = names.isin(var_names)
+    if not found.any():
+        raise ValueError(
+            f"None of the {len(names)} genes in `init_exclude_genes` is in "
+            f"adata.var_names (e.g. {list(names[:3])}); match the spelling with "
+            "`cplmix_sc.genesets.match`."
+        )
+    if not found.all():
+        warnings.warn(
+            f"{int((~found).sum())} of the {len(names)} genes in "
+            f"`init_exclude_genes` are not in adata.var_names and are ignored "
+            f"(e.g. {list(names[~found][:3])}).",
+            UserWarning,
+            stacklevel=5,
+        )
+    return var_names.isin(names)

@@ -1,25 +1,16 @@
-"""Top PCs of log-normalised counts without densifying a large matrix (the warm-up's teacher)."""
+"""Top PCs of log-normalised counts without densifying a large matrix (the start's PCA)."""
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 from sklearn.decomposition import PCA
 
-from .module import log_normalise
+from ..module import log_normalise_rows
 
 #: matrices with at most this many entries are densified whole (exactly the historical path)
 MAX_DENSE_ENTRIES = 25_000_000
 #: rows densified at a time when projecting a large matrix
 CHUNK_ENTRIES = 8_000_000
-
-
-def _log_rows(x) -> np.ndarray:
-    """Dense float32 ``log1p(x / library * 1e4)`` of some rows (as ``module.log_normalise``)."""
-    x = x.toarray() if sp.issparse(x) else np.asarray(x)
-    x = torch.as_tensor(x, dtype=torch.float32)
-    return log_normalise(x, x.sum(-1, keepdim=True)).numpy()
 
 
 def log_pca(
@@ -45,18 +36,19 @@ def log_pca(
     n, g = x.shape
     keep = slice(None) if genes is None else np.asarray(genes, dtype=bool)
     if n * g <= MAX_DENSE_ENTRIES:
-        logx = _log_rows(x)[:, keep]
+        logx = log_normalise_rows(x)[:, keep]
         pca = PCA(n_pcs, random_state=seed).fit(logx)
         pcs = pca.transform(logx)
     else:
         n_fit = min(n, max(MAX_DENSE_ENTRIES // g, max_fit_cells or 0))
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, n_fit, replace=False))
-        pca = PCA(n_pcs, random_state=seed).fit(_log_rows(x[sample])[:, keep])
+        pca = PCA(n_pcs, random_state=seed).fit(log_normalise_rows(x[sample])[:, keep])
         pcs = np.empty((n, pca.n_components_), dtype=np.float32)
         step = max(CHUNK_ENTRIES // g, 1)
         for start in range(0, n, step):
-            pcs[start : start + step] = pca.transform(_log_rows(x[start : start + step])[:, keep])
+            rows = log_normalise_rows(x[start : start + step])
+            pcs[start : start + step] = pca.transform(rows[:, keep])
     if genes is None:
         return pca.mean_, pca.components_, pcs
     mean = np.zeros(g, dtype=pca.mean_.dtype)

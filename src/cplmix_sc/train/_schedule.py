@@ -1,0 +1,56 @@
+"""Every default number of epochs, from one rule: a fixed number of optimiser steps.
+
+Defaults are set in optimiser steps, so that a phase does about the same work whatever the
+number of cells, and converted to epochs for the data at hand (figures: ``docs/model.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the coupled mixture phase of :meth:`~cplmix_sc.CplMixVAE.train` (40 epochs of Zeisel)
+MIXTURE_STEPS = 480
+#: ... bounded to this range of epochs
+MIXTURE_EPOCHS = (20, 400)
+#: the warm-up towards the start (10 epochs of Zeisel), at most a quarter of the mixture phase
+WARMUP_STEPS = 120
+#: :meth:`~cplmix_sc.CplMixVAE.prune`'s fine-tuning: this share of the mixture phase ...
+FINE_TUNE_SHARE = 10
+#: ... and at least this many epochs
+FINE_TUNE_MIN_EPOCHS = 5
+#: the augmenter's training (:meth:`~cplmix_sc.Augmenter.train`, 33 epochs of Zeisel)
+AUGMENTER_STEPS = 400
+#: ... bounded to this range of epochs
+AUGMENTER_EPOCHS = (10, 200)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch over ``n_train`` cells."""
+    return max(1, int(np.ceil(n_train / batch_size)))
+
+
+def _epochs(steps: int, n_train: int, batch_size: int, bounds: tuple[int, int]) -> int:
+    return int(np.clip(steps // steps_per_epoch(n_train, batch_size), *bounds))
+
+
+def mixture_epochs(n_train: int, batch_size: int) -> int:
+    """Default epochs of the coupled mixture phase (:data:`MIXTURE_STEPS`)."""
+    return _epochs(MIXTURE_STEPS, n_train, batch_size, MIXTURE_EPOCHS)
+
+
+def warmup_epochs(n_train: int, batch_size: int, max_epochs: int) -> int:
+    """Default epochs of the warm-up (:data:`WARMUP_STEPS`, rounded up), at least 1 and at
+    most ``max_epochs // 4``."""
+    steps = steps_per_epoch(n_train, batch_size)
+    return max(1, min(-(-WARMUP_STEPS // steps), max_epochs // 4))
+
+
+def fine_tune_epochs(n_train: int, batch_size: int) -> int:
+    """Default epochs of each fine-tuning of :meth:`~cplmix_sc.CplMixVAE.prune`:
+    ``max(5, E // 10)``, ``E`` the default mixture phase for the same cells."""
+    return max(FINE_TUNE_MIN_EPOCHS, mixture_epochs(n_train, batch_size) // FINE_TUNE_SHARE)
+
+
+def augmenter_epochs(n_train: int, batch_size: int) -> int:
+    """Default epochs of the augmenter's training (:data:`AUGMENTER_STEPS`)."""
+    return _epochs(AUGMENTER_STEPS, n_train, batch_size, AUGMENTER_EPOCHS)
