@@ -11,7 +11,7 @@ the time per training step and per epoch (``--steps N``: the epoch time is proje
 steps at the same batch size, and says so; ``--steps 0``: a full epoch is run), the time of
 the warm-up's teacher PCA (:func:`cplmix_sc._pca.log_pca`, sparse-aware), the time of the
 start's search for a shared state's genes on the teacher's sample of at most 20,000 cells
-(:func:`cplmix_sc._graph.state_program_genes`, ``init_exclude_genes="auto"``), the peak resident
+(:func:`cplmix_sc.start.state_program_genes`, ``init_exclude_genes="auto"``), the peak resident
 memory of the whole process (``ru_maxrss``, simulation included) and the peak during
 training, both also as a multiple of the sparse matrix's size, with the device and the load.
 Training uses ``init="random"`` (no k-means over all cells) and ``annotate=False``.
@@ -100,8 +100,8 @@ def worker(args) -> dict:
         log_pca(x, 30, seed=0)
         out["teacher_pca_s"] = round(time.perf_counter() - t0, 1)
     out["teacher_pca_peak_gib"] = round(mem_pca.peak / 2**30, 3)
-    from cplmix_sc._graph import state_program_genes
     from cplmix_sc.model._cplmixvae import MAX_TEACHER_CELLS
+    from cplmix_sc.start import state_program_genes
 
     rows = np.sort(np.random.default_rng(0).choice(
         args.cells, min(args.cells, MAX_TEACHER_CELLS), replace=False))
