@@ -9,43 +9,50 @@ one copy of every cell is drawn, and a classifier fit on *real* cells only (80% 
 labelled cells; logistic regression and 15-NN on 50 PCs of log1p CP10k, PCA fit on real
 cells) labels held-out real cells and the copies of the same held-out cells. Distances in
 the same PC space: copy to its source cell vs each real cell to its nearest real neighbour
-of the same ``level2`` type. Binomial thinning (``augmentation="simple"``) is scored the same
-way for comparison. Writes ``results/augmenter_quality.md`` and a figure.
+of the same ``level2`` type. Binomial thinning (``augmentation="simple"``'s distribution, drawn
+with NumPy) is scored the same way for comparison. Writes the ``quality`` section of
+``results/augmenter.md`` (``--figure``: also the figure).
 
 ``ablation``: CplMixVAE (defaults, K = reference types) with ``augmentation="learned"``
 (one augmenter per task, trained with its defaults and ``scvi.settings.seed = 0``),
 ``"simple"``, ``"none"`` and a single arm (``n_arms=1``, default augmentation), per seed.
 Runs are seed-major and every finished run is appended to ``results/augmenter_runs.csv`` at
-once (so an interrupted run keeps what it did); the table ``results/augmenter.md`` is
-written from the CSV.
+once (so an interrupted run keeps what it did); the ``ablation`` section of
+``results/augmenter.md`` is written from the CSV.
+
+``--quick``: the ``tiny`` task, seed 0, a few epochs, no figure; writes under ``--results``
+(checks that it runs: ``tests/test_benchmarks_dry.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scvi
 import torch
-from quality import load_task, state_recovery, table
+from _common import (
+    QUICK_TRAIN,
+    RESULTS,
+    load_task,
+    mean_state_recovery,
+    quiet,
+    table,
+    write_section,
+)
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 import cplmix_sc
 from cplmix_sc.metrics import clustering_scores
-from cplmix_sc.module._augment import thin_counts
 
-warnings.filterwarnings("ignore")
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("scvi").setLevel(logging.ERROR)
-RESULTS = Path(__file__).parent / "results"
+quiet()
+TITLE = "# The learned augmenter: type preservation and ablation"
 VARIANTS = ("learned", "simple", "none", "one_arm")
 
 
@@ -54,19 +61,19 @@ def lognorm(x) -> np.ndarray:
     return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
 
 
-def train_augmenter(adata, task: str, cache: str, seed: int = 0):
+def train_augmenter(adata, task: str, cache: str, seed: int = 0, quick: bool = False):
     """An Augmenter with its defaults for ``task``; trained once, then loaded from ``cache``."""
     adata = adata.copy()
     adata.uns.clear()
     path = Path(cache) / f"{task}_seed{seed}"
-    if (path / "model.pt").exists():
+    if (path / "model.pt").exists() and not quick:
         aug = cplmix_sc.Augmenter.load(str(path), adata=adata)
         return aug, json.loads((path / "seconds.json").read_text())["seconds"]
     scvi.settings.seed = seed
     cplmix_sc.Augmenter.setup_anndata(adata)
     aug = cplmix_sc.Augmenter(adata)
     t0 = time.perf_counter()
-    aug.train(enable_progress_bar=False)
+    aug.train(enable_progress_bar=False, **({"max_epochs": 2} if quick else {}))
     seconds = time.perf_counter() - t0
     aug.save(str(path), overwrite=True)
     (path / "seconds.json").write_text(json.dumps({"seconds": seconds}))
@@ -107,14 +114,15 @@ def preservation(real, copies: dict[str, np.ndarray], labels, seed: int = 0) -> 
 
 
 def part_quality(args) -> None:
-    adata, key, _ = load_task("zeisel47")
-    aug, seconds = train_augmenter(adata, "zeisel47", args.cache)
-    torch.manual_seed(0)
-    x = torch.as_tensor(adata.X.toarray(), dtype=torch.float32)
+    task = "tiny" if args.quick else "zeisel47"
+    adata, key, _ = load_task(task)
+    aug, seconds = train_augmenter(adata, task, args.cache, quick=args.quick)
+    x = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X)
     copies = {
         "learned": aug.augment(adata_for(aug, adata), seed=0).X,
         "learned (2nd copy)": aug.augment(adata_for(aug, adata), seed=1).X,
-        "simple (thinning 0.8)": thin_counts(x, 1, 0.8)[0].numpy(),
+        "simple (thinning 0.8)": np.random.default_rng(0).binomial(
+            np.rint(x).astype(np.int64), 0.8).astype(np.float32),
         "none (the cell)": adata.X,
     }
     labels = adata.obs[key].astype(str).to_numpy()
@@ -122,7 +130,7 @@ def part_quality(args) -> None:
     # the noise path alone: expected expression of x_n vs x_¬n (log1p CP10k, mean sq. per gene)
     h = aug.history if aug.history else {}
     lines = [
-        "# Learned augmenter: type preservation on Zeisel (F.1 / F.2)", "",
+        "## Type preservation on Zeisel (F.1 / F.2)", "",
         f"Command: `python benchmarks/augmenter.py --part quality` (CPU, "
         f"{time.strftime('%Y-%m-%d')}, OMP_NUM_THREADS={args.threads})", "",
         f"Augmenter training (defaults, 3,005 cells x 2,000 genes): {seconds:.0f} s (wall "
@@ -137,10 +145,9 @@ def part_quality(args) -> None:
             for c in ("reconstruction_loss_train", "triplet_train", "closeness_train",
                       "generator_adv_train", "discriminator_loss_train") if c in h),
     ]
-    out = RESULTS / "augmenter_quality.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_section(Path(args.results) / "augmenter.md", "quality", "\n".join(lines), TITLE)
     print("\n".join(lines))
-    if args.figure:
+    if args.figure and not args.quick:
         part_figure(args)
 
 
@@ -174,7 +181,7 @@ def adata_for(aug, adata):
     return a
 
 
-def run_variant(task: str, variant: str, seed: int, aug) -> dict:
+def run_variant(task: str, variant: str, seed: int, aug, quick: bool = False) -> dict:
     adata, key, k = load_task(task)
     scvi.settings.seed = seed
     cplmix_sc.CplMixVAE.setup_anndata(adata)
@@ -185,24 +192,24 @@ def run_variant(task: str, variant: str, seed: int, aug) -> dict:
         kw["augmentation"] = variant
     t0 = time.perf_counter()
     model = cplmix_sc.CplMixVAE(adata, n_categories=k, **kw)
-    model.train(enable_progress_bar=False)
+    model.train(enable_progress_bar=False, **(QUICK_TRAIN if quick else {}))
     row = {"task": task, "method": variant, "seed": seed,
            "seconds": time.perf_counter() - t0,
            "n_types": int(adata.obs["cpl_type"].nunique()),
            **clustering_scores(adata.obs[key], adata.obs["cpl_type"].to_numpy())}
-    if task.startswith("sim"):
-        row["state_rho"] = state_recovery(adata, adata.obsm["X_cpl_state"])
+    if "state" in adata.obs:
+        row["state_rho"] = mean_state_recovery(adata, adata.obsm["X_cpl_state"])
     return row
 
 
 def part_ablation(args) -> None:
-    runs_csv = RESULTS / "augmenter_runs.csv"
+    runs_csv = Path(args.results) / "augmenter_runs.csv"
     done = pd.read_csv(runs_csv) if runs_csv.exists() and args.resume else None
     tasks = args.tasks.split(",")
     augs = {}
     for task in tasks:
         adata, _, _ = load_task(task)
-        augs[task], sec = train_augmenter(adata, task, args.cache)
+        augs[task], sec = train_augmenter(adata, task, args.cache, quick=args.quick)
         print({"task": task, "augmenter_seconds": round(sec, 1)}, flush=True)
     for seed in map(int, args.seeds.split(",")):
         for task in tasks:
@@ -210,7 +217,7 @@ def part_ablation(args) -> None:
                 if done is not None and ((done.task == task) & (done.method == variant)
                                          & (done.seed == seed)).any():
                     continue
-                row = run_variant(task, variant, seed, augs[task])
+                row = run_variant(task, variant, seed, augs[task], args.quick)
                 # rewrite the whole CSV: rows of the simulator carry an extra column
                 runs = pd.DataFrame([row])
                 if runs_csv.exists():
@@ -223,17 +230,17 @@ def part_ablation(args) -> None:
 
 def write_table(runs_csv: Path, args) -> None:
     runs = pd.read_csv(runs_csv)
-    text = ("# Ablation: learned augmenter vs simple perturbation vs none vs one arm\n\n"
+    text = ("## Ablation: learned augmenter vs simple perturbation vs none vs one arm\n\n"
             "Command: `python benchmarks/augmenter.py --part ablation [--tasks ...] [--variants "
             "...] [--seeds ...] --resume` (each finished run is a row of "
             f"`augmenter_runs.csv`; the `seeds` column says how many runs each mean has; CPU, "
             f"{time.strftime('%Y-%m-%d')}). CplMixVAE defaults, K = number of reference types; "
             "one augmenter per task (defaults, seed 0). `seconds` is wall clock on a shared, "
-            "heavily loaded 2-core machine.\n\n" + table(runs) + "\n")
-    (RESULTS / "augmenter.md").write_text(text)
+            "heavily loaded 2-core machine.\n\n" + table(runs))
+    write_section(runs_csv.parent / "augmenter.md", "ablation", text, TITLE)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--part", default="quality",
                    choices=("quality", "ablation", "table", "figure"))
@@ -245,7 +252,12 @@ def main() -> None:
     p.add_argument("--threads", default=torch.get_num_threads())
     p.add_argument("--cache", default="/tmp/cplmix_augmenters",
                    help="trained augmenters are saved here and reused")
-    args = p.parse_args()
+    p.add_argument("--results", default=str(RESULTS), help="folder of augmenter.md")
+    p.add_argument("--quick", action="store_true",
+                   help="task 'tiny', seed 0, a few epochs (checks that it runs)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.seeds = "tiny", "0"
     if args.part == "quality":
         part_quality(args)
     elif args.part == "ablation":
@@ -253,8 +265,8 @@ def main() -> None:
     elif args.part == "figure":
         part_figure(args)
     else:
-        write_table(RESULTS / "augmenter_runs.csv", args)
-        print((RESULTS / "augmenter.md").read_text())
+        write_table(Path(args.results) / "augmenter_runs.csv", args)
+        print((Path(args.results) / "augmenter.md").read_text())
 
 
 if __name__ == "__main__":

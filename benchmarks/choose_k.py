@@ -8,6 +8,8 @@
     python benchmarks/choose_k.py sim:1.2 24 --init-exclude-role activity   # start without
                                                    # the simulator's state genes
     python benchmarks/choose_k.py sim:1.2 24 --every-gene   # the start before "auto"
+    python benchmarks/choose_k.py sim:1.2 0 --resolutions 0.1,0.2,0.3,0.5,0.7,1
+    python benchmarks/choose_k.py tiny 8 --quick    # a few epochs: checks that it runs
 
 Trains CplMixVAE with its defaults and ``n_categories`` = the second argument, then
 ``model.prune()`` with its defaults, printing the pruning history, the scores against the
@@ -18,24 +20,27 @@ labels before and after, and the same scores of a model given the true K. Seed 0
 consistent category (``prune(min_consensus=1.0, max_rounds=1)``) and fine-tunes, down to
 ``K_MIN``, printing the round's consensus, log-ratio, reconstruction and the scores against the
 labels: what a "largest consensus jump" rule would see.
+
+``--resolutions R1,R2,...`` trains nothing: the number of Leiden communities of the graph
+start's kind of graph (15-NN graph of 30 PCs of log1p CP10k, scanpy's PCA) at each
+resolution and their ARI / AMI against the labels (seed 0; formerly ``resolution_scan.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
 import scvi
 import torch
-from quality import load_task
+from _common import QUICK_TRAIN, leiden_at_resolution, load_task, log_pcs, quiet
 
 import cplmix_sc
 from cplmix_sc.metrics import clustering_scores
 
-warnings.filterwarnings("ignore")
+quiet()
 
 
 def curve(model, truth, k_min: int) -> None:
@@ -82,7 +87,7 @@ def state_ranges(adata, key: str, labels: np.ndarray) -> pd.DataFrame:
     return out[out["n_cells"] > 10].round(2)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("task")
     p.add_argument("k0", type=int)
@@ -97,9 +102,20 @@ def main() -> None:
     p.add_argument("--init-exclude-role", default=None, metavar="ROLES",
                    help="simulator only: train(init_exclude_genes=...) with the genes of these "
                         "var['role'] values (comma-separated, e.g. activity)")
-    args = p.parse_args()
+    p.add_argument("--resolutions", default=None, metavar="R1,R2",
+                   help="only print Leiden's communities at these resolutions (no training)")
+    p.add_argument("--quick", action="store_true", help="a few epochs (checks that it runs)")
+    args = p.parse_args(argv)
     task, k0 = args.task, args.k0
     adata, key, k_true = load_task(task)
+    if args.resolutions:
+        res = [float(r) for r in args.resolutions.split(",")]
+        for r, labels in leiden_at_resolution(log_pcs(adata, 30, 0), res, 0).items():
+            s = clustering_scores(adata.obs[key].astype(str), labels)
+            print(f"{task} resolution {r}: {labels.max() + 1} communities, "
+                  f"ari {s['ari']:.3f} ami {s['ami']:.3f}", flush=True)
+        return
+    quick = QUICK_TRAIN if args.quick else {}
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     start = {"init_resolution": args.init_resolution}
     if args.every_gene:
@@ -112,7 +128,7 @@ def main() -> None:
     scvi.settings.seed = args.seed
     t0 = time.perf_counter()
     model = cplmix_sc.CplMixVAE(adata, n_categories=k0)
-    model.train(enable_progress_bar=False, **start)
+    model.train(enable_progress_bar=False, **start, **quick)
     left_out = model.init_excluded_genes_
     roles = ("" if "role" not in adata.var else  # the simulator: which kinds of genes
              f": {adata.var.loc[left_out, 'role'].value_counts().to_dict()}")
@@ -125,7 +141,8 @@ def main() -> None:
     if args.curve is not None:
         curve(model, adata.obs[key], args.curve)
         return
-    hist = model.prune(enable_progress_bar=False)
+    hist = model.prune(enable_progress_bar=False,
+                       **({"fine_tune_epochs": 1, "max_rounds": 2} if args.quick else {}))
     s1 = clustering_scores(adata.obs[key], adata.obs["cpl_type"])
     print(hist.drop(columns=["consensus"]).to_string())
     last = hist.iloc[-1]["consensus"]
@@ -138,14 +155,14 @@ def main() -> None:
           f"({time.perf_counter() - t0:.0f} s)")
     scvi.settings.seed = args.seed
     ref = cplmix_sc.CplMixVAE(adata, n_categories=k_true)
-    ref.train(enable_progress_bar=False, key_added="ref")
+    ref.train(enable_progress_bar=False, key_added="ref", **quick)
     s2 = clustering_scores(adata.obs[key], adata.obs["ref_type"])
     print(f"true K={k_true}: ari {s2['ari']:.3f} ami {s2['ami']:.3f} acc {s2['accuracy']:.3f}")
     if args.init_exclude_role or args.init_resolution != 1.0 or args.every_gene:
         # the same start at the true K
         scvi.settings.seed = args.seed
         ref2 = cplmix_sc.CplMixVAE(adata, n_categories=k_true)
-        ref2.train(enable_progress_bar=False, key_added="ref2", **start)
+        ref2.train(enable_progress_bar=False, key_added="ref2", **start, **quick)
         s3 = clustering_scores(adata.obs[key], adata.obs["ref2_type"])
         print(f"true K={k_true}, same start: ari {s3['ari']:.3f} ami {s3['ami']:.3f} "
               f"acc {s3['accuracy']:.3f}")

@@ -10,7 +10,7 @@
 #    then prune() to the end (target: < 5 min); the same data with scVI (10 latent dims,
 #    its default epochs, batch 1000); ratios.
 # 2. One full epoch of 1,000,000 cells x 2,000 genes (5% non-zero, CSR on the device,
-#    batch 1024) (target: < 30 s), with the sparse-aware teacher PCA timed.
+#    batch 1024) (target: < 30 s), with the sparse-aware start PCA timed.
 # Results are also appended as JSON lines to $OUT/gpu_check.jsonl (or ./gpu_check.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,14 +11,13 @@
    Leiden and the reference labels; traversal figures for the three largest types (Zeisel's
    genes are unnamed, so the top state genes and markers of each type are drawn).
 
-Writes ``benchmarks/results/interpret.md`` and figures in ``benchmarks/results/figures/``.
+Writes ``benchmarks/results/interpret.md`` and figures in ``benchmarks/results/figures/``
+(``--results DIR``: elsewhere; ``--quick``: a few epochs, checks that it runs).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -27,19 +26,16 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import scvi
-from quality import load_task, log_pcs
+from _common import QUICK_TRAIN, RESULTS, load_task, log_pcs, quiet
 from sklearn.cluster import KMeans
 
 import cplmix_sc
-from cplmix_sc._graph import leiden_n_clusters
+from cplmix_sc.start import leiden_n_clusters
 
-warnings.filterwarnings("ignore")
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-RESULTS = Path(__file__).parent / "results"
-FIGURES = RESULTS / "figures"
+quiet()
 
 
-def simulator_section() -> list[str]:
+def simulator_section(figures: Path, quick: bool = False) -> list[str]:
     scvi.settings.seed = 0
     adata = cplmix_sc.datasets.synthetic(
         n_cells=1000, n_genes=200, n_types=4, n_markers=15, n_activity=30, n_housekeeping=20,
@@ -47,7 +43,8 @@ def simulator_section() -> list[str]:
     )
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     model = cplmix_sc.CplMixVAE(adata, n_categories=4)
-    model.train(max_epochs=60, batch_size=128, enable_progress_bar=False)
+    model.train(**({**QUICK_TRAIN, "batch_size": 128} if quick else
+                   {"max_epochs": 60, "batch_size": 128}), enable_progress_bar=False)
     ari = cplmix_sc.metrics.clustering_scores(adata.obs["type"], adata.obs["cpl_type"])["ari"]
     truth = adata.obs.groupby("cpl_type", observed=True)["type"].agg(
         lambda s: s.value_counts().index[0]).to_dict()
@@ -79,19 +76,19 @@ def simulator_section() -> list[str]:
     act = adata.var_names[role == "activity"][:4].tolist()
     mk = adata.var_names[role == "marker"][:2].tolist()
     cplmix_sc.pl.traversal(res, act + mk, ncols=3, show=False,
-                           save=FIGURES / "sim_traversal.png")
+                           save=figures / "sim_traversal.png")
     cplmix_sc.pl.traversal_heatmap(res, act + mk, show=False,
-                                   save=FIGURES / "sim_traversal_heatmap.png")
+                                   save=figures / "sim_traversal_heatmap.png")
     return lines
 
 
-def zeisel_section(seed: int = 0) -> list[str]:
+def zeisel_section(figures: Path, seed: int = 0, quick: bool = False) -> list[str]:
     adata, _key, k = load_task("zeisel47")
     scvi.settings.seed = seed
     t0 = time.perf_counter()
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     model = cplmix_sc.CplMixVAE(adata, n_categories=k)
-    model.train(enable_progress_bar=False)
+    model.train(enable_progress_bar=False, **(QUICK_TRAIN if quick else {}))
     seconds = time.perf_counter() - t0
     pcs30 = log_pcs(adata, 30, seed=0)
     labels = {
@@ -139,9 +136,9 @@ def zeisel_section(seed: int = 0) -> list[str]:
     mk = cplmix_sc.tl.marker_genes(model, cell_types=big, n_top=2)
     genes = list(dict.fromkeys(sg["gene"].tolist() + mk["gene"].tolist()))
     cplmix_sc.pl.traversal(res, genes, ncols=4, log=True, show=False,
-                           save=FIGURES / "zeisel_traversal.png")
+                           save=figures / "zeisel_traversal.png")
     cplmix_sc.pl.traversal_heatmap(res, genes, show=False,
-                                   save=FIGURES / "zeisel_traversal_heatmap.png")
+                                   save=figures / "zeisel_traversal_heatmap.png")
     n_sg = cplmix_sc.tl.state_genes(model, cell_types=big).groupby(
         "cell_type", observed=True).size()
     lines += ["", f"Traversals of the three largest types ({', '.join(big)}): "
@@ -150,16 +147,24 @@ def zeisel_section(seed: int = 0) -> list[str]:
     return lines
 
 
-def main() -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
+def main(argv=None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--results", default=str(RESULTS), help="folder of interpret.md and figures/")
+    p.add_argument("--quick", action="store_true", help="a few epochs (checks that it runs)")
+    args = p.parse_args(argv)
+    out = Path(args.results)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     lines = ["# Interpreting types and state", "",
              f"Command: `python benchmarks/interpret.py` (CPU, {time.strftime('%Y-%m-%d')})", ""]
-    lines += simulator_section()
-    lines += zeisel_section()
+    lines += simulator_section(figures, args.quick)
+    lines += zeisel_section(figures, quick=args.quick)
     lines.append(f"Total {time.perf_counter() - t0:.0f} s.")
     text = "\n".join(lines) + "\n"
-    (RESULTS / "interpret.md").write_text(text)
+    (out / "interpret.md").write_text(text)
     print(text)
 
 

@@ -1,96 +1,71 @@
 """Type accuracy of CplMixVAE (defaults) against clustering baselines, and state recovery.
 
-    python benchmarks/quality.py                 # 3 seeds, all tasks and methods
+    python benchmarks/quality.py                 # 3 seeds, the tasks and methods below
     python benchmarks/quality.py --seeds 0 --methods cplmix,kmeans
+    python benchmarks/quality.py --quick --out /tmp/q.md   # tiny data, a few epochs: runs?
 
-Tasks: Zeisel 2015 with 47 categories vs ``level2`` and 7 vs ``level1`` (2,000 seurat_v3
-variable genes), and the simulator (12 types, strong type-dependent state). For Zeisel with 47
-categories it also reports the taxonomy-level accuracy (types and ``level2`` merged up to
-``level1``, Fig. S10) and the silhouette of the labels on the top 10 PCs (sec. M). Methods:
-CplMixVAE with its defaults (2 arms), the single-arm model, CplMixVAE given 1.7 x as many
-categories as reference types (``cplmix_over``), CplMixVAE started from its graph start
-(``cplmix_leiden``, ``train(init="leiden")``, the default since 2026-11-27) or from k-means
-(``cplmix_kmeans``, the default before), PCA + Leiden (resolution searched to give K
-clusters), PCA + Leiden at scanpy's default resolution 1 (``leiden_res1``, any number of
-clusters), the graph start alone (``graph``: Leiden at resolution 1 merged along the graph down
-to K), k-means on 30 PCs, scVI (10 latent dims) + Leiden at K. Writes a markdown
-table (mean ± sd over seeds) to ``benchmarks/results/quality.md`` and every run to
+Tasks (``_common.load_task``): Zeisel 2015 with 47 categories vs ``level2`` and 7 vs
+``level1`` (2,000 seurat_v3 variable genes), and the simulator (12 types; ``sim:1.2``: marker
+effect 1.2, strong type-dependent state). For Zeisel with 47 categories it also reports the
+taxonomy-level accuracy (types and ``level2`` merged up to ``level1``, Fig. S10) and the
+silhouette of the labels on the top 10 PCs (sec. M). Methods: CplMixVAE with its defaults
+(``cplmix``), the single-arm model (``cplmix_1arm``), 1.7 x as many categories as reference
+types (``cplmix_over``), ``train(init="leiden")`` / ``train(init="kmeans")``
+(``cplmix_leiden``, ``cplmix_kmeans``), PCA + Leiden with the resolution searched to give K
+clusters (``leiden``), PCA + Leiden at scanpy's default resolution 1 (``leiden_res1``, any
+number of clusters), the graph start alone (``graph``: Leiden at resolution 1 merged along the
+graph down to K), k-means on 30 PCs (``kmeans``), scVI (10 latent dims) + Leiden at K
+(``scvi_leiden``). Writes the table (mean ± sd over seeds) as the ``runs`` section of
+``benchmarks/results/quality.md`` (other sections of that file are kept) and every run to
 ``quality_runs.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scvi
+from _common import (
+    QUICK_TRAIN,
+    RESULTS,
+    leiden_at_resolution,
+    load_task,
+    log_pcs,
+    mean_state_recovery,
+    quiet,
+    seed_agreement,
+    table,
+    write_section,
+)
 from sklearn.cluster import KMeans
 
 import cplmix_sc
-from cplmix_sc._graph import (
-    _keep_torch_threads,
-    _knn_graph,
-    _leiden,
-    graph_start,
-    leiden_n_clusters,
-)
 from cplmix_sc.metrics import clustering_scores
+from cplmix_sc.start import graph_start, leiden_n_clusters
 
-warnings.filterwarnings("ignore")
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-logging.getLogger("scvi").setLevel(logging.ERROR)
-RESULTS = Path(__file__).parent / "results"
-
-
-def load_task(task: str):
-    """``zeisel47``, ``zeisel7``, ``sim``, ``sim:M`` (the simulator with marker_effect M) or
-    ``sim:M:S`` (and state_effect S; default 3)."""
-    if task.startswith("sim"):
-        parts = task.split(":")[1:]
-        kw = dict(zip(("marker_effect", "state_effect"), map(float, parts), strict=False))
-        adata = cplmix_sc.datasets.synthetic(seed=0, **kw)
-        return adata, "type", 12
-    adata = cplmix_sc.datasets.zeisel2015()
-    with _keep_torch_threads():  # scanpy's numba code would reset torch to all cores
-        hvg = sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3",
-                                          inplace=False)
-    adata = adata[:, hvg["highly_variable"].to_numpy()].copy()
-    return (adata, "level2", 47) if task == "zeisel47" else (adata, "level1", 7)
+quiet()
+CPLMIX = ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden", "cplmix_kmeans")
+TITLE = "# Quality benchmark"
 
 
-def log_pcs(adata, n_pcs=30, seed=0):
-    b = adata.copy()
-    sc.pp.normalize_total(b, target_sum=1e4)
-    sc.pp.log1p(b)
-    sc.pp.pca(b, n_comps=n_pcs, random_state=seed)
-    return b.obsm["X_pca"]
-
-
-def state_recovery(adata, state: np.ndarray) -> float:
-    """Mean |Spearman| of the state's main axis with the truth, over responsive true types."""
-    rho = cplmix_sc.metrics.state_recovery(adata.obs["state"], state, adata.obs["type"])
-    return float(np.mean([rho[t] for t in adata.uns["simulation"]["responsive_types"]]))
-
-
-def run(task: str, method: str, seed: int) -> dict:
+def run(task: str, method: str, seed: int, quick: bool = False) -> dict:
     adata, key, k = load_task(task)
     scvi.settings.seed = seed
     t0 = time.perf_counter()
     state = None
-    if method in ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden", "cplmix_kmeans"):
+    if method in CPLMIX:
         cplmix_sc.CplMixVAE.setup_anndata(adata)
         # cplmix_over: 1.7 x as many categories as reference types (80 for Zeisel's 47)
         n_cat = round(1.7 * k) if method == "cplmix_over" else k
         model = cplmix_sc.CplMixVAE(adata, n_categories=n_cat,
                                     n_arms=1 if method == "cplmix_1arm" else 2)
         init = {"cplmix_leiden": "leiden", "cplmix_kmeans": "kmeans"}.get(method)
-        model.train(enable_progress_bar=False, **({"init": init} if init else {}))
+        model.train(enable_progress_bar=False, **({"init": init} if init else {}),
+                    **(QUICK_TRAIN if quick else {}))
         pred = adata.obs["cpl_type"].to_numpy()
         state = adata.obsm["X_cpl_state"]
     elif method == "kmeans":
@@ -98,21 +73,21 @@ def run(task: str, method: str, seed: int) -> dict:
     elif method == "leiden":
         pred = leiden_n_clusters(log_pcs(adata, seed=seed), k, seed)
     elif method == "leiden_res1":  # scanpy's default resolution, as users run it
-        pred = _leiden(_knn_graph(log_pcs(adata, seed=seed), seed, 15), 1.0, seed)
+        pred = leiden_at_resolution(log_pcs(adata, seed=seed), [1.0], seed)[1.0]
     elif method == "graph":  # the start of init="leiden" on its own
         pred = graph_start(log_pcs(adata, seed=seed), k, seed)
     elif method == "scvi_leiden":
         scvi.model.SCVI.setup_anndata(adata)
         m = scvi.model.SCVI(adata, n_latent=10)
-        m.train(max_epochs=200, enable_progress_bar=False)
+        m.train(max_epochs=2 if quick else 200, enable_progress_bar=False)
         pred = leiden_n_clusters(m.get_latent_representation(), k, seed)
     else:
         raise ValueError(method)
     seconds = time.perf_counter() - t0
     row = {"task": task, "method": method, "seed": seed, "seconds": seconds,
            "n_types": int(pd.Series(pred).nunique()), **clustering_scores(adata.obs[key], pred)}
-    if task.startswith("sim") and state is not None:
-        row["state_rho"] = state_recovery(adata, state)
+    if "state" in adata.obs and state is not None:
+        row["state_rho"] = mean_state_recovery(adata, state)
     if task == "zeisel47":
         # taxonomy level (Fig. S10): learned types and level2 subclasses merged to level1
         mapping = cplmix_sc.metrics.level_mapping(adata.obs["level2"], adata.obs["level1"])
@@ -126,59 +101,24 @@ def run(task: str, method: str, seed: int) -> dict:
     return row
 
 
-def seed_agreement(rows: list[dict]) -> str:
-    """Mean ARI between the labels of different seeds, next to the mean ARI with the truth."""
-    from itertools import combinations
-
-    from sklearn.metrics import adjusted_rand_score
-
-    lines = ["| task | method | seeds | ARI between seeds (mean) | ARI with the labels (mean) |",
-             "|---|---|---|---|---|"]
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["task"], r["method"]), []).append(r)
-    for (task, method), rs in groups.items():
-        if len(rs) < 2:
-            continue
-        pairs = [adjusted_rand_score(a["labels"], b["labels"]) for a, b in combinations(rs, 2)]
-        lines.append(f"| {task} | {method} | {len(rs)} | {np.mean(pairs):.3f} | "
-                     f"{np.mean([r['ari'] for r in rs]):.3f} |")
-    return "\n".join(lines)
-
-
-def table(runs: pd.DataFrame) -> str:
-    cols = ["ari", "ami", "accuracy", "n_types", "seconds"] + [
-        c for c in ("state_rho", "level1_acc", "silhouette_10pc") if c in runs]
-    g = runs.groupby(["task", "method"], sort=False)[cols]
-    mean, sd, n = g.mean(), g.std(), g.size()
-    lines = ["| task | method | seeds | " + " | ".join(cols) + " |",
-             "|" + "---|" * (len(cols) + 3)]
-    for idx in mean.index:
-        cells = []
-        for c in cols:
-            m, s = mean.loc[idx, c], sd.loc[idx, c]
-            if np.isnan(m):
-                cells.append("-")
-            elif c in ("seconds", "n_types"):
-                cells.append(f"{m:.0f}")
-            else:
-                cells.append(f"{m:.3f}" + ("" if np.isnan(s) else f" ± {s:.3f}"))
-        lines.append(f"| {idx[0]} | {idx[1]} | {n.loc[idx]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--tasks", default="zeisel47,zeisel7,sim")
-    p.add_argument("--methods", default="cplmix,cplmix_1arm,leiden,kmeans,scvi_leiden")
+    p.add_argument("--tasks", default="zeisel47,zeisel7,sim:1.2")
+    p.add_argument("--methods", default="cplmix,leiden,leiden_res1,graph,kmeans,scvi_leiden")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default=str(RESULTS / "quality.md"))
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true",
+                   help="task 'tiny', seed 0, every method, a few epochs (checks that it runs)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.seeds = "tiny", "0"
+        args.methods = ",".join((*CPLMIX, "leiden", "leiden_res1", "graph", "kmeans",
+                                 "scvi_leiden"))
     rows = []
     for task in args.tasks.split(","):
         for method in args.methods.split(","):
             for seed in map(int, args.seeds.split(",")):
-                row = run(task, method, seed)
+                row = run(task, method, seed, args.quick)
                 rows.append(row)
                 print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
                        if k != "labels"}, flush=True)
@@ -186,11 +126,12 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out.with_name(out.stem + "_runs.csv"), index=False)
-    text = (f"# Quality benchmark\n\nCommand: `python benchmarks/quality.py --tasks {args.tasks} "
-            f"--methods {args.methods} --seeds {args.seeds}` (CPU, {time.strftime('%Y-%m-%d')})\n\n"
-            + table(runs) + "\n\nAgreement between seeds (the same method and task):\n\n"
-            + seed_agreement(rows) + "\n")
-    out.write_text(text)
+    text = (f"## Current runs\n\nCommand: `python benchmarks/quality.py --tasks {args.tasks} "
+            f"--methods {args.methods} --seeds {args.seeds}` (CPU, {time.strftime('%Y-%m-%d')}); "
+            f"every run is a row of `{out.stem}_runs.csv`.\n\n" + table(runs)
+            + "\n\nAgreement between seeds (the same method and task):\n\n"
+            + seed_agreement(rows))
+    write_section(out, "runs", text, TITLE)
     print(text)
 
 

@@ -9,9 +9,9 @@ Each size runs in its own subprocess. The counts are simulated directly as a CSR
 that the full matrix never exists densely. The script prints the size of the sparse matrix,
 the time per training step and per epoch (``--steps N``: the epoch time is projected from N
 steps at the same batch size, and says so; ``--steps 0``: a full epoch is run), the time of
-the warm-up's teacher PCA (:func:`cplmix_sc._pca.log_pca`, sparse-aware), the time of the
-start's search for a shared state's genes on the teacher's sample of at most 20,000 cells
-(:func:`cplmix_sc._graph.state_program_genes`, ``init_exclude_genes="auto"``), the peak resident
+the start's PCA (:func:`cplmix_sc.start.log_pca`, sparse-aware), the time of the
+start's search for a shared state's genes on the start's sample of at most 20,000 cells
+(:func:`cplmix_sc.start.state_program_genes`, ``init_exclude_genes="auto"``), the peak resident
 memory of the whole process (``ru_maxrss``, simulation included) and the peak during
 training, both also as a multiple of the sparse matrix's size, with the device and the load.
 Training uses ``init="random"`` (no k-means over all cells) and ``annotate=False``.
@@ -82,7 +82,7 @@ def worker(args) -> dict:
     from lightning.pytorch import Callback
 
     import cplmix_sc
-    from cplmix_sc._pca import log_pca
+    from cplmix_sc.start import log_pca
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     scvi.settings.seed = 0
@@ -98,13 +98,12 @@ def worker(args) -> dict:
     with PeakRSS() as mem_pca:
         t0 = time.perf_counter()
         log_pca(x, 30, seed=0)
-        out["teacher_pca_s"] = round(time.perf_counter() - t0, 1)
-    out["teacher_pca_peak_gib"] = round(mem_pca.peak / 2**30, 3)
-    from cplmix_sc._graph import state_program_genes
-    from cplmix_sc.model._cplmixvae import MAX_TEACHER_CELLS
+        out["start_pca_s"] = round(time.perf_counter() - t0, 1)
+    out["start_pca_peak_gib"] = round(mem_pca.peak / 2**30, 3)
+    from cplmix_sc.start import MAX_START_CELLS, state_program_genes
 
     rows = np.sort(np.random.default_rng(0).choice(
-        args.cells, min(args.cells, MAX_TEACHER_CELLS), replace=False))
+        args.cells, min(args.cells, MAX_START_CELLS), replace=False))
     with PeakRSS() as mem_state:
         t0 = time.perf_counter()
         keep, _, info = state_program_genes(x[rows], seed=0)
@@ -175,7 +174,7 @@ def main(argv=None):
         print(f"[{r['device']}] {r['n_cells']:,} cells x {r['n_genes']:,} genes, "
               f"{r['density']:.1%} non-zero, sparse {r['sparse_gib']} GiB: "
               f"batch {r['batch_size']} s/step={r['s_per_step']} epoch={epoch} "
-              f"teacher PCA {r['teacher_pca_s']}s; peak RSS training {r['peak_train_gib']} GiB "
+              f"start PCA {r['start_pca_s']}s; peak RSS training {r['peak_train_gib']} GiB "
               f"({r['peak_train_x_sparse']}x sparse), process max {r['max_rss_gib']} GiB "
               f"({r['max_rss_x_sparse']}x) | {r['load']}", flush=True)
         print("    " + json.dumps(r), flush=True)

@@ -165,12 +165,12 @@ def run_worker(args) -> dict:
         if batch_size:
             kw["batch_size"] = batch_size
         if args.dataset == "zeisel4k":
-            kw.update(max_epochs=args.step_epochs, pretrain_epochs=0, init="random")
+            kw.update(max_epochs=args.step_epochs, warmup_epochs=0, init="random")
         elif smartseq and args.smartseq_epochs:  # 0: the model's default
             kw.update(max_epochs=args.smartseq_epochs,
-                      pretrain_epochs=max(1, args.smartseq_epochs // 10))
+                      warmup_epochs=max(1, args.smartseq_epochs // 10))
         elif args.quick:
-            kw.update(max_epochs=6, pretrain_epochs=1)
+            kw.update(max_epochs=6, warmup_epochs=1)
 
         def evaluate():
             return ari(labels, model.predict())

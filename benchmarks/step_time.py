@@ -11,7 +11,11 @@ compiled sampler, and ``torch.binomial``, which it replaced on the CPU), and the
 likelihood of both arms (forward + backward) with its ``lgamma`` terms on every entry or on
 the non-zero counts only (``cplmix_sc.module._likelihood.nb_nll``). With
 ``--augmenter``, the wall time of ``Augmenter(adata).train()`` with its defaults on Zeisel.
-Uses PyTorch's default threads; the figures in ``docs/benchmarks/speed.md`` come from here.
+Uses PyTorch's default threads; the figures in ``benchmarks/results/speed.md`` come from here.
+``--quick``: the ``sparse`` shape only, one repeat (checks that it runs).
+
+Times the package's internal kernels on purpose (``cplmix_sc.module._augment``,
+``cplmix_sc.module._likelihood``): they have no public equivalent.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import warnings
 
 import numpy as np
 import torch
-from quality import load_task
+from _common import load_task
 
 import cplmix_sc
 from cplmix_sc.module import CplMixVAEModule
@@ -58,13 +62,16 @@ def seconds(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shapes", default="zeisel,zeisel4k,smartseq,sparse",
                    help="zeisel: the demo; zeisel4k: the reference code's shape; smartseq; "
                    "sparse: random counts, 5%% non-zero")
     p.add_argument("--augmenter", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="sparse shape, one repeat")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.shapes = "sparse"
     torch.manual_seed(0)
     for shape in args.shapes.split(","):
         x, k = batch(shape)
@@ -82,7 +89,8 @@ def main() -> None:
                 lo.loss.backward()
                 opt.step()
 
-            line.append(f"{aug} {seconds(step, 10 if shape == 'zeisel' else 3):.3f} s/step")
+            reps = 1 if args.quick else 10 if shape == "zeisel" else 3
+            line.append(f"{aug} {seconds(step, reps):.3f} s/step")
         # thinning alone: the CPU's compiled sampler, and torch.binomial (what a GPU runs)
         for name, thin_fn in (("thinning alone", thin_counts), ("torch.binomial", _thin_torch)):
             thin = seconds(lambda x=x, f=thin_fn: f(x, 2, 0.8), 5)

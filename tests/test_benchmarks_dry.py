@@ -1,4 +1,8 @@
-"""The prepared GPU check runs end to end with tiny sizes on the CPU (DRY_RUN=1)."""
+"""Every product benchmark runs end to end in its quick / dry mode (tiny data, few epochs).
+
+They write under pytest's tmp_path, never into benchmarks/results/. quality.py, interpret.py
+and scale.py import ``cplmix_sc.start`` (the start's public functions).
+"""
 
 import os
 import subprocess
@@ -8,13 +12,65 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(args, tmp_path, timeout=900):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src"), str(BENCH), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, *map(str, args)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_quality_quick(tmp_path):
+    _run([BENCH / "quality.py", "--quick", "--out", tmp_path / "quality.md"], tmp_path)
+    text = (tmp_path / "quality.md").read_text()
+    assert "<!-- section runs -->" in text
+    for method in ("cplmix", "cplmix_kmeans", "leiden_res1", "graph", "scvi_leiden"):
+        assert f"| tiny | {method} |" in text
+    assert (tmp_path / "quality_runs.csv").is_file()
+
+
+@pytest.mark.slow
+def test_augmenter_quick(tmp_path):
+    for part in ("quality", "ablation"):
+        _run([BENCH / "augmenter.py", "--quick", "--part", part, "--results", tmp_path,
+              "--cache", tmp_path / "cache"], tmp_path)
+    text = (tmp_path / "augmenter.md").read_text()
+    assert "<!-- section quality -->" in text and "<!-- section ablation -->" in text
+    assert "| tiny | one_arm |" in text
+
+
+@pytest.mark.slow
+def test_choose_k_quick(tmp_path):
+    out = _run([BENCH / "choose_k.py", "tiny", "8", "--quick"], tmp_path)
+    assert "pruned: K=" in out and "true K=4" in out
+    out = _run([BENCH / "choose_k.py", "tiny", "0", "--resolutions", "0.5,1"], tmp_path)
+    assert "tiny resolution 1.0:" in out
+
+
+@pytest.mark.slow
+def test_interpret_quick(tmp_path):
+    _run([BENCH / "interpret.py", "--quick", "--results", tmp_path], tmp_path)
+    assert "## Simulator" in (tmp_path / "interpret.md").read_text()
+    assert (tmp_path / "figures" / "zeisel_traversal.png").is_file()
+
+
+@pytest.mark.slow
+def test_step_time_quick(tmp_path):
+    out = _run([BENCH / "step_time.py", "--quick"], tmp_path)
+    assert out.startswith("sparse: 1000 cells x 2000 genes")
 
 
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
+    """speed.py --quick and a small scale.py, as the prepared GPU check runs them (DRY_RUN=1)."""
     env = {**os.environ, "DRY_RUN": "1", "OUT": str(tmp_path), "PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env,
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()

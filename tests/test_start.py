@@ -27,9 +27,9 @@ def test_start_labels_from_every_form():
         start_labels_from([1, 2, 3], obs, 3)
     with pytest.raises(ValueError, match="2 distinct labels but the model has n_categories=1"):
         start_labels_from("lab", obs, 1)
-    with pytest.raises(ValueError, match="'leiden' is not a column of adata.obs.*`init=`"):
+    with pytest.raises(ValueError, match=r"'leiden' is not a column of adata\.obs.*`init=`"):
         start_labels_from("leiden", obs, 3)
-    with pytest.raises(ValueError, match="indexed by adata.obs_names"):
+    with pytest.raises(ValueError, match=r"indexed by adata\.obs_names"):
         start_labels_from(pd.Series(["a"] * 4, index=list("wxyz")), obs, 3)
     with pytest.raises(ValueError, match="all missing"):
         start_labels_from([None] * 4, obs, 3)
