@@ -257,6 +257,72 @@ def test_tasic2018_offline_download_error(tmp_path, monkeypatch):
     assert isinstance(err.value.__cause__, ConnectionError)
 
 
+def _tasic_file(root, region, kind):
+    return root / f"mouse_{region}_2018-06-14_{kind}.csv"
+
+
+def test_tasic2018_duplicated_sample_rows_are_refused(tasic_dir, no_pooch):
+    # formerly both rows were kept: two cells with the same obs_names (only anndata's warning)
+    samples = _tasic_file(tasic_dir, "VISp", "samples-columns")
+    lines = samples.read_bytes().splitlines(keepends=True)
+    samples.write_bytes(b"".join([*lines, lines[1]]))
+    with pytest.raises(DatasetFileError) as err:
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{samples} lists 1 sample(s) more than once (e.g. ['VISp_F1S4_000'])")
+    assert "same obs_names" in msg and "Remove the repeated rows" in msg
+
+
+def test_tasic2018_sample_in_both_regions_is_refused(tasic_dir, no_pooch):
+    for kind in ("samples-columns", "exon-matrix", "intron-matrix"):
+        path = _tasic_file(tasic_dir, "ALM", kind)
+        path.write_bytes(path.read_bytes().replace(b"ALM_F1S4_003", b"VISp_F1S4_003"))
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{_tasic_file(tasic_dir, 'VISp', 'samples-columns')} and "
+            f"{_tasic_file(tasic_dir, 'ALM', 'samples-columns')} together lists 1 sample(s) more "
+            "than once (e.g. ['VISp_F1S4_003'])")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+
+
+def test_tasic2018_parse_errors_name_the_file(tasic_dir, no_pooch, monkeypatch):
+    exon = _tasic_file(tasic_dir, "ALM", "exon-matrix")
+    good = exon.read_text()
+    lines = good.splitlines(keepends=True)
+    # a row with one field too many: pandas' ParserError, formerly without the file's name
+    exon.write_text("".join([*lines[:5], lines[5].rstrip("\n") + ",7\n", *lines[6:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read after 0 gene "
+                                                         "rows (ParserError: ")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    monkeypatch.setattr(_tasic2018, "CHUNK_GENES", 5)  # in the second chunk: where it is
+    exon.write_text("".join([*lines[:8], lines[8].rstrip("\n") + ",7\n", *lines[9:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read after 5 gene "
+                                                         "rows (ParserError: ")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # text among the counts (gene row 8)
+    exon.write_text("".join([*lines[:8], lines[8].rsplit(",", 1)[0] + ",x1\n", *lines[9:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read in gene rows "
+                                                         "6-10 (ValueError: could not convert")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # cut in the middle of a line (a cut download): formerly "holds non-count values"
+    exon.write_text(good[: good.index(lines[8]) + 30])
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{exon} has missing values in the row of gene {ENTREZ[7]} (gene row 8): a short "
+            "row, the file is damaged or incomplete (e.g. a cut download). Delete it (and "
+            "mouse_ALM_gene_expression_matrices_2018-06-14.zip")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # cut at the end of a line: fewer genes than genes-rows.csv
+    exon.write_text("".join(lines[:8]))
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{exon} has 7 gene rows, genes-rows.csv lists {N_GENES}") + r".*the file is "
+            r"incomplete \(e\.g\. a cut download\)\. Delete it"):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    exon.write_text(good)
+    genes = _tasic_file(tasic_dir, "VISp", "genes-rows")
+    genes.write_text(genes.read_text() + '1,2,3,4,5,6,"7\n')  # an unclosed quote
+    with pytest.raises(DatasetFileError, match=re.escape(f"{genes} cannot be read (ParserError")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+
+
 def test_select_paper_genes(tasic_dir, tmp_path):
     a = cplmix_sc.datasets.tasic2018(tasic_dir)
     g = cplmix_sc.datasets.select_paper_genes(a, n_genes=5)
