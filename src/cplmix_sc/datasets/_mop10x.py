@@ -101,7 +101,7 @@ def _open(path: Path):
 
 def _damaged(path: Path, err: BaseException) -> DatasetFileError:
     return DatasetFileError(
-        f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged or "
+        f"{path} cannot be read ({type(err).__name__}: {str(err).strip()}); the file is damaged or "
         f"incomplete (e.g. a cut download). {REFETCH}"
     )
 

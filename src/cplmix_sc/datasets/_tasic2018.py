@@ -60,8 +60,8 @@ def _refetch(path: Path) -> str:
 
 def _damaged(path: Path, err: BaseException, where: str = "") -> DatasetFileError:
     return DatasetFileError(
-        f"{path} cannot be read{where} ({type(err).__name__}: {err}); the file is damaged or "
-        f"incomplete (e.g. a cut download). {_refetch(path)}"
+        f"{path} cannot be read{where} ({type(err).__name__}: {str(err).strip()}); the file "
+        f"is damaged or incomplete (e.g. a cut download). {_refetch(path)}"
     )
 
 
