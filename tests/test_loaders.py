@@ -14,7 +14,7 @@ import scipy.io
 import scipy.sparse as sp
 
 import cplmix_sc
-from cplmix_sc.datasets import DatasetNotFoundError, _registry, _tasic2018
+from cplmix_sc.datasets import DatasetFileError, DatasetNotFoundError, _registry, _tasic2018
 
 # --------------------------------------------------------------------------------------------
 # Tasic 2018 fixture: the Allen "gene expression matrices" CSVs (R write.csv style quoting)
@@ -257,6 +257,72 @@ def test_tasic2018_offline_download_error(tmp_path, monkeypatch):
     assert isinstance(err.value.__cause__, ConnectionError)
 
 
+def _tasic_file(root, region, kind):
+    return root / f"mouse_{region}_2018-06-14_{kind}.csv"
+
+
+def test_tasic2018_duplicated_sample_rows_are_refused(tasic_dir, no_pooch):
+    # formerly both rows were kept: two cells with the same obs_names (only anndata's warning)
+    samples = _tasic_file(tasic_dir, "VISp", "samples-columns")
+    lines = samples.read_bytes().splitlines(keepends=True)
+    samples.write_bytes(b"".join([*lines, lines[1]]))
+    with pytest.raises(DatasetFileError) as err:
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{samples} lists 1 sample(s) more than once (e.g. ['VISp_F1S4_000'])")
+    assert "same obs_names" in msg and "Remove the repeated rows" in msg
+
+
+def test_tasic2018_sample_in_both_regions_is_refused(tasic_dir, no_pooch):
+    for kind in ("samples-columns", "exon-matrix", "intron-matrix"):
+        path = _tasic_file(tasic_dir, "ALM", kind)
+        path.write_bytes(path.read_bytes().replace(b"ALM_F1S4_003", b"VISp_F1S4_003"))
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{_tasic_file(tasic_dir, 'VISp', 'samples-columns')} and "
+            f"{_tasic_file(tasic_dir, 'ALM', 'samples-columns')} together lists 1 sample(s) more "
+            "than once (e.g. ['VISp_F1S4_003'])")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+
+
+def test_tasic2018_parse_errors_name_the_file(tasic_dir, no_pooch, monkeypatch):
+    exon = _tasic_file(tasic_dir, "ALM", "exon-matrix")
+    good = exon.read_text()
+    lines = good.splitlines(keepends=True)
+    # a row with one field too many: pandas' ParserError, formerly without the file's name
+    exon.write_text("".join([*lines[:5], lines[5].rstrip("\n") + ",7\n", *lines[6:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read after 0 gene "
+                                                         "rows (ParserError: ")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    monkeypatch.setattr(_tasic2018, "CHUNK_GENES", 5)  # in the second chunk: where it is
+    exon.write_text("".join([*lines[:8], lines[8].rstrip("\n") + ",7\n", *lines[9:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read after 5 gene "
+                                                         "rows (ParserError: ")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # text among the counts (gene row 8)
+    exon.write_text("".join([*lines[:8], lines[8].rsplit(",", 1)[0] + ",x1\n", *lines[9:]]))
+    with pytest.raises(DatasetFileError, match=re.escape(f"{exon} cannot be read in gene rows "
+                                                         "6-10 (ValueError: could not convert")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # cut in the middle of a line (a cut download): formerly "holds non-count values"
+    exon.write_text(good[: good.index(lines[8]) + 30])
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{exon} has missing values in the row of gene {ENTREZ[7]} (gene row 8): a short "
+            "row, the file is damaged or incomplete (e.g. a cut download). Delete it (and "
+            "mouse_ALM_gene_expression_matrices_2018-06-14.zip")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    # cut at the end of a line: fewer genes than genes-rows.csv
+    exon.write_text("".join(lines[:8]))
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{exon} has 7 gene rows, genes-rows.csv lists {N_GENES}") + r".*the file is "
+            r"incomplete \(e\.g\. a cut download\)\. Delete it"):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+    exon.write_text(good)
+    genes = _tasic_file(tasic_dir, "VISp", "genes-rows")
+    genes.write_text(genes.read_text() + '1,2,3,4,5,6,"7\n')  # an unclosed quote
+    with pytest.raises(DatasetFileError, match=re.escape(f"{genes} cannot be read (ParserError")):
+        cplmix_sc.datasets.tasic2018(tasic_dir, paper_selection=False)
+
+
 def test_select_paper_genes(tasic_dir, tmp_path):
     a = cplmix_sc.datasets.tasic2018(tasic_dir)
     g = cplmix_sc.datasets.select_paper_genes(a, n_genes=5)
@@ -427,3 +493,132 @@ def test_mop10x_download_and_offline(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError, match="network is unreachable") as err:
         cplmix_sc.datasets.mop10x(tmp_path / "dl2", download=True)
     assert "10X_cells_v3_AIBS" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# mop10x: files that are cut, one line short, or inconsistent are refused, naming the file
+# --------------------------------------------------------------------------------------------
+
+V3 = "10X_cells_v3_AIBS"
+
+
+def _lines(path):
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_mop10x_barcodes_one_line_short_are_refused(tmp_path, no_pooch):
+    # the lost barcode is that of an unannotated cell (13): formerly the header line was taken
+    # for the first barcode and every cell silently got its neighbour's counts
+    folder = write_mop(tmp_path / "a", V3)
+    barcodes = folder / "barcode.tsv"
+    barcodes.write_text("".join(_lines(barcodes)[:-1]))
+    with pytest.raises(DatasetFileError) as err:
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+    msg = str(err.value)
+    assert f"{barcodes} lists 13 cell barcodes after its header line '\"\",\"x\"', but " in msg
+    assert "matrix.mtx.gz has 14 cells (columns)" in msg
+    assert "wrong counts" in msg and "download it again" in msg and "download=True" in msg
+    # a line lost in the middle: R's row numbers say where
+    folder = write_mop(tmp_path / "b", V3)
+    lines = _lines(folder / "barcode.tsv")
+    (folder / "barcode.tsv").write_text("".join(lines[:6] + lines[7:]))
+    with pytest.raises(DatasetFileError, match=r"lists 13 cell barcodes .*its row numbers skip "
+                       r"from 5 to 7 at line 7; the file is incomplete"):
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+
+
+def test_mop10x_barcode_header_is_recognised_not_guessed(tmp_path, no_pooch):
+    name = V3
+    ref = cplmix_sc.datasets.mop10x(write_mop(tmp_path / "ref", name), datasets=[name])
+    folder = write_mop(tmp_path / "plain", name)
+    cells = _cells(name)
+    (folder / "barcode.tsv").write_text("\n".join(cells) + "\n")  # one name a line, no header
+    plain = cplmix_sc.datasets.mop10x(folder, datasets=[name])
+    assert list(plain.obs_names) == list(ref.obs_names)
+    np.testing.assert_array_equal(_dense(plain.X), _dense(ref.X))
+    # one line too many without a header: formerly its first line was dropped as a "header"
+    (folder / "barcode.tsv").write_text("\n".join(["AAAAAAAAAAAAAAAA-1L8TX", *cells]) + "\n")
+    with pytest.raises(DatasetFileError, match=r"lists 15 cell barcodes, but matrix\.mtx\.gz "
+                       r"has 14 cells \(columns\): its first line 'AAAAAAAAAAAAAAAA-1L8TX' may "
+                       r"be a header"):
+        cplmix_sc.datasets.mop10x(folder, datasets=[name])
+
+
+def _write_features(folder, lines):
+    (folder / "features.tsv.gz").write_bytes(gzip.compress("".join(lines).encode()))
+
+
+def test_mop10x_features_with_a_header_or_one_line_short(tmp_path, no_pooch):
+    name = V3
+    ref = cplmix_sc.datasets.mop10x(write_mop(tmp_path / "ref", name), datasets=[name])
+    folder = write_mop(tmp_path / "a", name)
+    genes = gzip.decompress((folder / "features.tsv.gz").read_bytes()).decode()
+    genes = genes.splitlines(keepends=True)
+    header = "gene_id\tgene_symbol\tfeature_type\n"
+    _write_features(folder, [header, *genes])  # a header line is recognised and skipped
+    a = cplmix_sc.datasets.mop10x(folder, datasets=[name])
+    assert list(a.var_names) == list(ref.var_names)
+    # a header and one gene short: formerly every gene took its neighbour's name
+    _write_features(folder, [header, *genes[:-1]])
+    with pytest.raises(DatasetFileError) as err:
+        cplmix_sc.datasets.mop10x(folder, datasets=[name])
+    msg = str(err.value)
+    path = folder / "features.tsv.gz"
+    assert f"{path} lists {len(genes) - 1} genes after its header line " in msg
+    assert f"matrix.mtx.gz has {len(genes)} genes (rows)" in msg and "download it again" in msg
+    _write_features(folder, genes[:-1])  # no header, one gene short
+    with pytest.raises(DatasetFileError, match=re.escape(f"{path} lists {len(genes) - 1} genes,")):
+        cplmix_sc.datasets.mop10x(folder, datasets=[name])
+
+
+def test_mop10x_cut_gzip_and_h5_name_the_file(tmp_path, no_pooch):
+    folder = write_mop(tmp_path / "a", V3)
+    mtx = folder / "matrix.mtx.gz"
+    data = mtx.read_bytes()
+    for damaged, cause in [(data[: len(data) // 2], "EOFError"), (b"not gzip" * 8, "BadGzipFile")]:
+        mtx.write_bytes(damaged)  # formerly a bare EOFError / gzip.BadGzipFile
+        with pytest.raises(DatasetFileError) as err:
+            cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+        msg = str(err.value)
+        assert msg.startswith(f"{mtx} cannot be read ({cause}") and "cut download" in msg
+        assert "Delete it and download it again" in msg
+    folder = write_mop(tmp_path / "b", V3)
+    feats = folder / "features.tsv.gz"
+    feats.write_bytes(feats.read_bytes()[:-12])
+    with pytest.raises(DatasetFileError, match=re.escape(f"{feats} cannot be read (EOFError")):
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+    folder = write_mop(tmp_path / "c", V3, h5=True)
+    h5 = folder / "umi_counts.h5"
+    h5.write_bytes(h5.read_bytes()[:2000])  # formerly a bare OSError from h5py
+    with pytest.raises(DatasetFileError) as err:
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+    assert str(err.value).startswith(f"{h5} cannot be read (OSError")
+    assert "download it again" in str(err.value)
+
+
+def test_mop10x_h5_inconsistent_with_its_shape(tmp_path, no_pooch):
+    folder = write_mop(tmp_path / "a", V3, h5=True)
+    with h5py.File(folder / "umi_counts.h5", "r+") as f:
+        barcodes = f["matrix/barcodes"][:]
+        del f["matrix/barcodes"]
+        f["matrix/barcodes"] = barcodes[:-1]
+    with pytest.raises(DatasetFileError, match=re.escape(
+            f"{folder / 'umi_counts.h5'} does not match its own shape (")
+            + r".*barcodes 13 \(shape says 14\)"):
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+
+
+def test_mop10x_duplicated_rows_and_parse_errors_name_the_file(tmp_path, no_pooch):
+    folder = write_mop(tmp_path / "a", V3)
+    membership = folder / "cluster.membership.csv"
+    lines = _lines(membership)
+    membership.write_text("".join([*lines, lines[3]]))  # a cell listed twice
+    with pytest.raises(DatasetFileError, match=re.escape(f"{membership} lists 1 cell(s) more "
+                                                         f"than once (e.g. ['{_cells(V3)[2]}'])")):
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])
+    folder = write_mop(tmp_path / "b", V3)
+    annotation = folder / "cluster.annotation.csv"
+    annotation.write_text(annotation.read_text() + "9,a,b,c,d,e,f,g,h,i,j\n")
+    with pytest.raises(DatasetFileError, match=re.escape(f"{annotation} cannot be read "
+                                                         "(ParserError")):
+        cplmix_sc.datasets.mop10x(folder, datasets=[V3])

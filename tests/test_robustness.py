@@ -131,6 +131,9 @@ SETUP_CASES = [
      r"batch_key 'donor' is not a column of adata\.obs"),
     ("NaN in batch_key", _with(x=lambda a: a.obs.__setitem__("b", ["x", None] * 20)),
      {"batch_key": "b"}, ValueError, r"adata\.obs\['b'\] has 20 missing value"),
+    ("duplicated var_names", _with(var_names=["gene0", "gene1", "gene1", *range(3, 12)]), {},
+     ValueError, r"adata\.var_names has 1 duplicated gene name\(s\) \(e\.g\. 'gene1'\).*"
+     r"adata\.var_names_make_unique\(\)"),
 ]
 
 
@@ -167,15 +170,60 @@ MODEL_CASES = [
     ({"usage_target": "equal"}, ValueError, r"`usage_target` must be one of"),
     ({"decoder": "conv"}, ValueError, r"`decoder` must be one of"),
     ({"n_categories": 41}, ValueError, r"40 cells but n_categories=41; use fewer categories"),
+    # the loss weights and the architecture, checked by the module
+    ({"coupling_weight": float("nan")}, TypeError, r"`coupling_weight` must be a finite number, "
+     r"got nan"),
+    ({"coupling_weight": -1.0}, ValueError, r"`coupling_weight` must be in \[0\.0, inf\), got -1"),
+    ({"usage_weight": float("nan")}, TypeError, r"`usage_weight` must be a finite number, got nan"),
+    ({"usage_weight": -0.5}, ValueError, r"`usage_weight` must be in \[0\.0, inf\), got -0\.5"),
+    ({"entropy_weight": float("nan")}, TypeError, r"`entropy_weight` must be a finite number"),
+    ({"entropy_weight": float("inf")}, TypeError, r"`entropy_weight` must be a finite number"),
+    ({"warmup_weight": -1.0}, ValueError, r"`warmup_weight` must be in \[0\.0, inf\), got -1"),
+    ({"n_hidden": 0}, ValueError, r"`n_hidden` must be at least 1, got 0"),
+    ({"n_hidden": 8.0}, TypeError, r"`n_hidden` must be an integer, got 8\.0 \(float\)"),
+    ({"n_layers": 0}, ValueError, r"`n_layers` must be at least 1, got 0"),
+    ({"n_bottleneck": 0}, ValueError, r"`n_bottleneck` must be at least 1, got 0"),
+    ({"n_teacher_pcs": 0}, ValueError, r"`n_teacher_pcs` must be at least 1, got 0"),
+    ({"input_dropout": 1.0}, ValueError, r"`input_dropout` must be in \[0\.0, 1\.0\), got 1\.0"),
+    ({"state_dropout": -0.1}, ValueError, r"`state_dropout` must be in \[0\.0, 1\.0\)"),
 ]
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), MODEL_CASES)
 def test_model_refuses_bad_arguments(kwargs, error, match):
     adata = counts()
+    before = fingerprint(adata)
     CplMixVAE.setup_anndata(adata)
     with pytest.raises(error, match=match):
         CplMixVAE(adata, **kwargs)
+    assert_unchanged(adata, before, obs_added=SCVI_OBS, uns_added=SCVI_UNS)
+
+
+def test_loss_weights_accepted_at_their_bounds():
+    """entropy_weight may be negative (-1 rewards the entropy as Eq. 46); zero weights are fine."""
+    adata = counts()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=3, entropy_weight=-1, coupling_weight=0,
+                      usage_weight=0.0, warmup_weight=0, n_hidden=4, n_layers=1)
+    assert model.module.entropy_weight == -1.0 and model.module.coupling_weight == 0.0
+
+
+KEY_ADDED_CASES = [
+    ("a/b", ValueError, r"`key_added` must be a non-empty string without '/'.*got 'a/b'; "
+     r"pass e\.g\. key_added='cpl'"),
+    ("", ValueError, r"`key_added` must be a non-empty string without '/'.*got ''"),
+    (5, TypeError, r"`key_added` must be a string .*got 5 \(int\); pass e\.g\. key_added='cpl'"),
+    (None, TypeError, r"`key_added` must be a string .*got None \(NoneType\)"),
+]
+
+
+@pytest.mark.parametrize(("key", "error", "match"), KEY_ADDED_CASES)
+def test_check_key_added(key, error, match):
+    from cplmix_sc._validation import check_key_added
+
+    with pytest.raises(error, match=match):
+        check_key_added(key)
+    assert check_key_added("cpl") == "cpl" and check_key_added("run_2.b") == "run_2.b"
 
 
 def test_non_integer_counts_need_a_counts_layer_or_the_gaussian_likelihood():

@@ -39,17 +39,46 @@ def check_int(name: str, value, minimum: int) -> int:
 
 
 def check_number(
-    name: str, value, *, low: float, high: float | None = None, low_inclusive: bool = False
+    name: str,
+    value,
+    *,
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = False,
+    high_inclusive: bool = True,
 ) -> float:
-    """A real number in ``(low, high]`` (or ``[low, high]`` with ``low_inclusive``)."""
+    """A real number in ``(low, high]`` (``[low, ...`` with ``low_inclusive``, ``..., high)``
+    without ``high_inclusive``); NaN and infinities are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise TypeError(f"`{name}` must be a finite number, got {value!r}.")
     too_low = value < low if low_inclusive else value <= low
-    if too_low or (high is not None and value > high):
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high:
         left = "[" if low_inclusive else "("
-        right = f"{high}]" if high is not None else "inf)"
+        right = "inf)" if high is None else f"{high}]" if high_inclusive else f"{high})"
         raise ValueError(f"`{name}` must be in {left}{low}, {right}, got {value}.")
     return float(value)
+
+
+def check_key_added(key_added, name: str = "key_added") -> str:
+    """A key to write results under: a non-empty string without ``'/'``; returns it.
+
+    ``'/'`` separates groups in an ``.h5ad`` file: ``write_h5ad`` writes such a key as nested
+    groups and ``read_h5ad`` cannot read the file back (and a non-string key leaves a partly
+    written file). Checking it first fails before anything is computed or written.
+    """
+    if not isinstance(key_added, str):
+        raise TypeError(
+            f"`{name}` must be a string (the prefix of the obs/obsm/uns keys written), got "
+            f"{key_added!r} ({type(key_added).__name__}); pass e.g. {name}='cpl'."
+        )
+    if not key_added or "/" in key_added:
+        raise ValueError(
+            f"`{name}` must be a non-empty string without '/' ('/' separates groups in an "
+            f".h5ad file: read_h5ad could not read the written file back), got {key_added!r}; "
+            f"pass e.g. {name}='cpl'."
+        )
+    return key_added
 
 
 def check_not_view(adata: AnnData, name: str = "adata") -> None:
@@ -189,13 +218,29 @@ def _backed_totals(x) -> tuple[np.ndarray, np.ndarray]:
     return genes, np.concatenate(cells) if cells else np.zeros(0)
 
 
+def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
+    """Refuse duplicated gene names: genes are matched, saved and reported by name."""
+    names = adata.var_names
+    if not names.has_duplicates:
+        return
+    dup = names[names.duplicated()].unique()
+    raise ValueError(
+        f"{name}.var_names has {len(dup)} duplicated gene name(s) (e.g. "
+        f"{', '.join(map(repr, dup[:3].tolist()))}); the model matches, saves and reports genes "
+        f"by name, so each name must be unique. Make them unique with "
+        f"{name}.var_names_make_unique() (or remove the duplicated genes) first."
+    )
+
+
 def check_counts(adata: AnnData, layer: str | None, genes: bool = True) -> bool:
     """All checks of the count matrix; returns whether every value is an integer.
 
-    Refuses a missing layer, a missing or non-numeric matrix, NaN/inf, negative values and
-    all-zero cells (and all-zero genes with ``genes=True``). Non-integer values are *not*
-    refused here: only ``likelihood="nb"`` needs integers, checked by the model.
+    Refuses duplicated ``var_names``, a missing layer, a missing or non-numeric matrix,
+    NaN/inf, negative values and all-zero cells (and all-zero genes with ``genes=True``).
+    Non-integer values are *not* refused here: only ``likelihood="nb"`` needs integers,
+    checked by the model.
     """
+    check_unique_var_names(adata)
     x, where = get_matrix(adata, layer)
     check_backed_format(x, where)
     is_integer = check_values(x, where)

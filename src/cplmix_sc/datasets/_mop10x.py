@@ -26,6 +26,7 @@ here):
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,12 +36,31 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
-from ._registry import REGISTRY, DatasetNotFoundError, data_dir, fetch, manual_steps
+from ._registry import (
+    REGISTRY,
+    DatasetFileError,
+    DatasetNotFoundError,
+    data_dir,
+    fetch,
+    manual_steps,
+)
 
 DATASETS = ("10X_cells_v2_AIBS", "10X_cells_v3_AIBS")
 MTX_FILES = ("matrix.mtx.gz", "features.tsv.gz", "barcode.tsv")
 ANNOTATION_FILES = ("cluster.annotation.csv", "cluster.membership.csv")
 LABELS = ("class_label", "subclass_label", "cluster_label")
+#: what reading a cut, damaged or garbled file raises (gzip: EOFError/BadGzipFile/zlib.error;
+#: h5py: OSError; scipy.io.mmread and pandas: ValueError and its subclasses)
+READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError, KeyError)
+#: first lines of barcode.tsv / features.tsv taken for a header (compared in lower case)
+BARCODE_HEADERS = {"", "x", "barcode", "barcodes", "cell", "cells", "cell_id", "cell_name",
+                   "cell_names", "sample_name", "name", "names"}
+FEATURE_HEADERS = {"", "x", "id", "ids", "gene", "genes", "gene_id", "gene_ids", "geneid",
+                   "feature_id", "ensembl_id", "gene_symbol", "symbol", "name"}
+REFETCH = (
+    "Delete it and download it again (mop10x(path, download=True) downloads the missing files, "
+    "or see the manual steps in the DatasetNotFoundError that mop10x raises without it)."
+)
 
 
 def _folder(root: Path, name: str, single: bool) -> Path:
@@ -68,55 +88,143 @@ def _missing(folder: Path, qc: bool) -> list[str]:
     return out
 
 
-def _open(path: Path):
+def _existing(path: Path) -> Path:
+    """``path``, or ``path`` without ``.gz`` when only the uncompressed file is there."""
     if not path.is_file() and path.suffix == ".gz":
-        path = path.with_suffix("")
+        return path.with_suffix("")
+    return path
+
+
+def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _read_barcodes(path: Path, n: int) -> np.ndarray:
-    names = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                names.append(line.split(",")[-1].strip().strip('"').strip())
-    if len(names) == n + 1:
-        names = names[1:]  # header row
+def _damaged(path: Path, err: BaseException) -> DatasetFileError:
+    return DatasetFileError(
+        f"{path} cannot be read ({type(err).__name__}: {str(err).strip()}); the file is damaged or "
+        f"incomplete (e.g. a cut download). {REFETCH}"
+    )
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose parse errors name the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except READ_ERRORS as err:
+        raise _damaged(path, err) from err
+
+
+def _count_mismatch(path: Path, what: str, found: int, header: str | None, matrix: str,
+                    n: int, axis: str, hint: str = "") -> DatasetFileError:
+    after = f" after its header line {header!r}" if header is not None else ""
+    return DatasetFileError(
+        f"{path} lists {found} {what}{after}, but {matrix} has {n} {axis}: {hint}the file is "
+        "incomplete or damaged (e.g. a cut download or a lost line), or it belongs to another "
+        f"matrix, and reading it would pair {what} with the wrong counts. {REFETCH}"
+    )
+
+
+def _read_barcodes(path: Path, n: int, matrix: str) -> np.ndarray:
+    """The cell names of barcode.tsv, one per matrix column; a header line is recognised.
+
+    A header is the first line when its first field is empty (R's ``write.csv``: ``"","x"``)
+    or its name is a column name such as ``x`` or ``barcode`` (see ``BARCODE_HEADERS``); it is
+    never inferred from the number of lines, which would shift every barcode by one when the
+    file is one line short.
+    """
+    rows, lines = [], []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    lines.append(line)
+                    rows.append([f.strip().strip('"').strip() for f in line.split(",")])
+    except READ_ERRORS as err:
+        raise _damaged(path, err) from err
+    first = rows[0] if rows else None
+    has_header = first is not None and (
+        (len(first) > 1 and first[0] == "") or first[-1].lower() in BARCODE_HEADERS
+    )
+    body = rows[1:] if has_header else rows
+    names = [r[-1] for r in body]
     if len(names) != n:
-        raise ValueError(f"{path.name} lists {len(names)} cells, matrix.mtx has {n} columns.")
+        hint = ""
+        numbers = [r[0] for r in body if len(r) > 1]
+        if len(numbers) == len(body) and all(x.isdigit() for x in numbers):
+            gap = next((i for i, x in enumerate(numbers) if int(x) != i + 1), None)
+            if gap is not None:  # R's write.csv numbers the rows 1, 2, ...
+                hint = (f"its row numbers skip from {gap} to {numbers[gap]} at line "
+                        f"{gap + 1 + has_header}; ")
+        if not has_header and len(names) == n + 1:
+            hint += f"its first line {names[0]!r} may be a header of a form not recognised; "
+        raise _count_mismatch(path, "cell barcodes", len(names),
+                              lines[0] if has_header else None, matrix, n,
+                              "cells (columns)", hint)
     return np.asarray(names, dtype=object)
 
 
-def _read_mtx(folder: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
-    with _open(folder / "matrix.mtx.gz") as fh:
-        m = scipy.io.mmread(fh)
-    m = sp.csr_matrix(m.T, dtype=np.float32)  # cells x genes
-    with _open(folder / "features.tsv.gz") as fh:
-        feats = pd.read_csv(fh, sep="\t", header=None, dtype=str)
-    if len(feats) != m.shape[1]:
-        raise ValueError(
-            f"features.tsv lists {len(feats)} genes, matrix.mtx has {m.shape[1]} rows."
-        )
+def _read_features(path: Path, n: int, matrix: str) -> pd.DataFrame:
+    """gene_ids and gene_symbol of features.tsv (10x: no header; one is recognised)."""
+    try:
+        with _open(path) as fh:
+            feats = pd.read_csv(fh, sep="\t", header=None, dtype=str, na_filter=False)
+    except READ_ERRORS as err:
+        raise _damaged(path, err) from err
+    header = None
+    if len(feats) and str(feats.iat[0, 0]).strip().lower() in FEATURE_HEADERS:
+        header = "\t".join(feats.iloc[0].astype(str))
+        feats = feats.iloc[1:]
+    if len(feats) != n:
+        raise _count_mismatch(path, "genes", len(feats), header, matrix, n, "genes (rows)")
     symbol = feats.iloc[:, 1] if feats.shape[1] > 1 else feats.iloc[:, 0]
-    var = pd.DataFrame({"gene_ids": feats.iloc[:, 0].to_numpy(), "gene_symbol": symbol.to_numpy()})
-    return m, _read_barcodes(folder / "barcode.tsv", m.shape[0]), var
+    return pd.DataFrame(
+        {"gene_ids": feats.iloc[:, 0].to_numpy(), "gene_symbol": symbol.to_numpy()}
+    )
+
+
+def _read_mtx(folder: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
+    path = _existing(folder / "matrix.mtx.gz")
+    try:
+        with _open(path) as fh:
+            m = scipy.io.mmread(fh)
+    except READ_ERRORS as err:
+        raise _damaged(path, err) from err
+    m = sp.csr_matrix(m.T, dtype=np.float32)  # cells x genes
+    var = _read_features(_existing(folder / "features.tsv.gz"), m.shape[1], path.name)
+    return m, _read_barcodes(folder / "barcode.tsv", m.shape[0], path.name), var
 
 
 def _read_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
     import h5py
 
-    with h5py.File(path, "r") as f:
-        if "matrix" in f:  # CellRanger >= 3
-            g = f["matrix"]
-            ids = g["features"]["id"][:].astype(str)
-            names = g["features"]["name"][:].astype(str)
-        else:  # CellRanger 2: one group per genome
-            g = f[next(iter(f.keys()))]
-            ids, names = g["genes"][:].astype(str), g["gene_names"][:].astype(str)
-        shape = tuple(int(s) for s in g["shape"][:])  # genes x cells, CSC over cells
-        m = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=shape)
-        barcodes = g["barcodes"][:].astype(str)
+    try:
+        with h5py.File(path, "r") as f:
+            if "matrix" in f:  # CellRanger >= 3
+                g = f["matrix"]
+                ids = g["features"]["id"][:].astype(str)
+                names = g["features"]["name"][:].astype(str)
+            else:  # CellRanger 2: one group per genome
+                g = f[next(iter(f.keys()))]
+                ids, names = g["genes"][:].astype(str), g["gene_names"][:].astype(str)
+            shape = tuple(int(s) for s in g["shape"][:])  # genes x cells, CSC over cells
+            data, indices, indptr = g["data"][:], g["indices"][:], g["indptr"][:]
+            barcodes = g["barcodes"][:].astype(str)
+    except (StopIteration, *READ_ERRORS) as err:
+        raise _damaged(path, err) from err
+    lengths = {"barcodes": (len(barcodes), shape[1]), "genes": (len(ids), shape[0]),
+               "indptr": (len(indptr), shape[1] + 1)}
+    wrong = {k: v for k, v in lengths.items() if v[0] != v[1]}
+    if wrong:
+        what = ", ".join(f"{k} {a} (shape says {b})" for k, (a, b) in wrong.items())
+        raise DatasetFileError(
+            f"{path} does not match its own shape {shape}: {what}; the file is damaged or "
+            f"incomplete. {REFETCH}"
+        )
+    try:
+        m = sp.csc_matrix((data, indices, indptr), shape=shape)
+    except ValueError as err:
+        raise _damaged(path, err) from err
     return (
         sp.csr_matrix(m.T, dtype=np.float32),
         np.asarray(barcodes, dtype=object),
@@ -140,47 +248,66 @@ def _match_h5_barcodes(barcodes: np.ndarray, cells: pd.Index, name: str) -> np.n
     return long
 
 
+def _refuse_duplicates(index: pd.Index, path: Path, what: str) -> None:
+    if index.has_duplicates:
+        dup = index[index.duplicated()].unique()
+        raise DatasetFileError(
+            f"{path} lists {len(dup)} {what} more than once (e.g. {list(dup[:3])}); the "
+            f"file is damaged or was edited. {REFETCH}"
+        )
+
+
 def _read_dataset(folder: Path, name: str, qc: bool) -> ad.AnnData:
     if (folder / "umi_counts.h5").is_file():
-        x, barcodes, var = _read_h5(folder / "umi_counts.h5")
+        counts_file = folder / "umi_counts.h5"
+        x, barcodes, var = _read_h5(counts_file)
         h5 = True
     else:
+        counts_file = folder / "barcode.tsv"
         x, barcodes, var = _read_mtx(folder)
         h5 = False
-    membership = pd.read_csv(folder / "cluster.membership.csv", index_col=0)
+    membership_path = folder / "cluster.membership.csv"
+    membership = _read_csv(membership_path, index_col=0)
     if membership.shape[1] < 1:
-        raise ValueError(f"{name}/cluster.membership.csv needs a cluster id column.")
+        raise DatasetFileError(f"{membership_path} needs a cluster id column.")
     membership = membership.iloc[:, [0]].set_axis(["cluster_id"], axis=1)
     membership.index = membership.index.astype(str)
-    annotation = pd.read_csv(folder / "cluster.annotation.csv")
+    _refuse_duplicates(membership.index, membership_path, "cell(s)")
+    annotation_path = folder / "cluster.annotation.csv"
+    annotation = _read_csv(annotation_path)
     annotation = annotation.loc[:, ~annotation.columns.str.startswith("Unnamed:")]
     if "cluster_id" not in annotation:
-        raise ValueError(f"{name}/cluster.annotation.csv lacks a 'cluster_id' column.")
+        raise DatasetFileError(f"{annotation_path} lacks a 'cluster_id' column.")
     lacking = [c for c in LABELS if c not in annotation]
     if lacking:
-        raise ValueError(f"{name}/cluster.annotation.csv lacks columns {lacking}.")
+        raise DatasetFileError(f"{annotation_path} lacks columns {lacking}.")
+    _refuse_duplicates(pd.Index(annotation["cluster_id"]), annotation_path, "cluster id(s)")
     obs = membership.join(annotation.set_index("cluster_id"), on="cluster_id", how="left")
     if obs["cluster_label"].isna().any():
-        raise ValueError(f"{name}: cluster ids of cluster.membership.csv not in the annotation.")
+        raise DatasetFileError(
+            f"{name}: cluster ids of cluster.membership.csv not in the annotation."
+        )
     if qc:
-        passed = pd.read_csv(folder / "QC.csv", index_col=0)
+        passed = _read_csv(folder / "QC.csv", index_col=0)
         col = "x" if "x" in passed else passed.columns[0]
         obs = obs.loc[obs.index.isin(passed[col].astype(str))]
     meta_path = folder / "sample_metadata.csv"
     if meta_path.is_file():
-        meta = pd.read_csv(meta_path, index_col=0, low_memory=False)
+        meta = _read_csv(meta_path, index_col=0, low_memory=False)
         meta.index = meta.index.astype(str)
+        _refuse_duplicates(meta.index, meta_path, "cell(s)")
         meta = meta.drop(columns=[c for c in meta if c in obs])
         obs = obs.join(meta, how="left")
     if h5:
         barcodes = _match_h5_barcodes(barcodes, obs.index, name)
-    if pd.Index(barcodes).has_duplicates:
-        raise ValueError(f"{name}: the count matrix lists some cell barcodes twice.")
+    _refuse_duplicates(pd.Index(barcodes), counts_file, "cell barcode(s)")
     position = pd.Index(barcodes).get_indexer(obs.index)
     if (position < 0).any():
-        raise ValueError(
-            f"{name}: {(position < 0).sum()} annotated cells have no counts column, "
-            f"e.g. {list(obs.index[position < 0][:3])}."
+        raise DatasetFileError(
+            f"{name}: {(position < 0).sum()} annotated cells of cluster.membership.csv have no "
+            f"counts column in {counts_file}, e.g. {list(obs.index[position < 0][:3])}: the "
+            "count files and the annotation come from different folders or releases, or the "
+            "count files are damaged; download the folder's files again."
         )
     obs["dataset"] = name
     var.index = ad.utils.make_index_unique(pd.Index(var["gene_symbol"].astype(str)))
@@ -232,6 +359,12 @@ def mop10x(
     DatasetNotFoundError
         When files are missing (and ``download`` is off or fails), naming them and the
         manual steps.
+    DatasetFileError
+        (a ``ValueError``) When a file cannot be read (a cut gzip or ``.h5``, a garbled CSV)
+        or disagrees with the others: ``barcode.tsv`` or ``features.tsv.gz`` listing more or
+        fewer names than the matrix has columns or rows (a header line of ``barcode.tsv`` is
+        recognised, never guessed from the count), a cell listed twice. The message names
+        the file and the fix.
 
     References
     ----------

@@ -38,6 +38,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not on disk and could not (or may not) be downloaded."""
 
 
+class DatasetFileError(ValueError):
+    """A dataset's file is on disk but cannot be used: cut, damaged, or inconsistent with the
+    other files of the dataset. The message names the file and the fix."""
+
+
 @dataclass(frozen=True)
 class Remote:
     """One remote file.

@@ -22,6 +22,7 @@ and columns), as its name and the human MTG release of the same date suggest.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._registry import DatasetNotFoundError, data_dir, fetch, manual_steps
+from ._registry import DatasetFileError, DatasetNotFoundError, data_dir, fetch, manual_steps
 
 RELEASE = "2018-06-14"
 KINDS = ("exon-matrix", "intron-matrix", "genes-rows", "samples-columns")
@@ -44,6 +45,32 @@ PAPER_RENAME = {
     "L6 CT ALM Nxph2 Sla": "L6 CT Nxph2 Sla",
 }
 CHUNK_GENES = 1000
+#: what pandas raises on a cut or garbled CSV (ParserError and EmptyDataError are ValueErrors)
+READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError)
+
+
+def _refetch(path: Path) -> str:
+    region = "VISp" if "_VISp_" in path.name else "ALM"
+    return (
+        f"Delete it (and mouse_{region}_gene_expression_matrices_{RELEASE}.zip, if it is "
+        "still there: the zip is not unpacked again) and download it again with "
+        "tasic2018(path, download=True), or unzip the release's zip again."
+    )
+
+
+def _damaged(path: Path, err: BaseException, where: str = "") -> DatasetFileError:
+    return DatasetFileError(
+        f"{path} cannot be read{where} ({type(err).__name__}: {str(err).strip()}); the file "
+        f"is damaged or incomplete (e.g. a cut download). {_refetch(path)}"
+    )
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose parse errors name the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except READ_ERRORS as err:
+        raise _damaged(path, err) from err
 
 
 def _file_name(region: str, kind: str) -> str:
@@ -81,26 +108,66 @@ def _read_counts(path: Path, columns: np.ndarray, gene_ids: np.ndarray) -> sp.cs
     are kept. Rows must be the genes of ``gene_ids`` in that order.
     """
     blocks, ids = [], []
-    reader = pd.read_csv(path, index_col=0, chunksize=CHUNK_GENES)
-    for chunk in reader:
-        values = chunk.to_numpy(dtype=np.float64)[:, columns]
+    reader = _read_csv(path, index_col=0, chunksize=CHUNK_GENES)
+    row = 0
+    while True:
+        try:
+            chunk = next(reader)
+        except StopIteration:
+            break
+        except READ_ERRORS as err:
+            raise _damaged(path, err, f" after {row} gene rows") from err
+        try:
+            values = chunk.to_numpy(dtype=np.float64)[:, columns]
+        except ValueError as err:  # a text field among the counts
+            raise _damaged(path, err, f" in gene rows {row + 1}-{row + len(chunk)}") from err
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            gene = chunk.index[np.flatnonzero(~finite)[0]]
+            raise DatasetFileError(
+                f"{path} has missing values in the row of gene {gene} (gene row "
+                f"{row + np.flatnonzero(~finite)[0] + 1}): a short row, the file is damaged or "
+                f"incomplete (e.g. a cut download). {_refetch(path)}"
+            )
         if values.size and (not np.array_equal(values, np.round(values)) or values.min() < 0):
-            raise ValueError(f"{path.name} holds non-count values (negative or fractional).")
+            raise DatasetFileError(
+                f"{path} holds non-count values (negative or fractional)."
+            )
         blocks.append(sp.csr_matrix(values.astype(np.float32)))
         ids.append(chunk.index.to_numpy())
+        row += len(chunk)
     rows = np.concatenate(ids) if ids else np.array([])
     if len(rows) != len(gene_ids) or not np.array_equal(
         rows.astype(str), np.asarray(gene_ids).astype(str)
     ):
-        raise ValueError(
-            f"{path.name}'s rows are not the genes of genes-rows.csv in the same order "
-            "(compared by gene_entrez_id); the files come from different releases."
+        short = len(rows) < len(gene_ids) and np.array_equal(
+            rows.astype(str), np.asarray(gene_ids)[: len(rows)].astype(str)
+        )
+        cause = (
+            "the file is incomplete (e.g. a cut download). " + _refetch(path)
+            if short
+            else "the files come from different releases."
+        )
+        raise DatasetFileError(
+            f"{path} has {len(rows)} gene rows, genes-rows.csv lists {len(gene_ids)}: its rows "
+            f"are not the genes of genes-rows.csv in the same order (compared by "
+            f"gene_entrez_id); {cause}"
         )
     return sp.vstack(blocks).T.tocsr() if blocks else sp.csr_matrix((len(columns), 0))
 
 
 def _header(path: Path) -> pd.Index:
-    return pd.read_csv(path, index_col=0, nrows=0).columns
+    return _read_csv(path, index_col=0, nrows=0).columns
+
+
+def _refuse_duplicates(names: pd.Series, where: str) -> None:
+    dup = names[names.duplicated()].unique()
+    if len(dup):
+        raise DatasetFileError(
+            f"{where} lists {len(dup)} sample(s) more than once (e.g. {list(dup[:3])}), which "
+            "would give cells with the same obs_names; the file is damaged or was edited. "
+            "Remove the repeated rows, or unzip the release's files again."
+        )
 
 
 def _paper_mask(obs: pd.DataFrame) -> np.ndarray:
@@ -164,6 +231,11 @@ def tasic2018(
     DatasetNotFoundError
         When files are missing (and ``download`` is off or fails), naming them and the
         manual steps.
+    DatasetFileError
+        (a ``ValueError``) When a file cannot be parsed (a cut or garbled CSV), a count
+        matrix has missing or non-count values or other genes than ``genes-rows.csv``, or a
+        sample is listed twice (which would duplicate ``obs_names``); the message names the
+        file and the fix.
 
     See Also
     --------
@@ -186,24 +258,28 @@ def tasic2018(
 
     xs, exons, obss, var = [], [], [], None
     for region in regions:
-        genes = pd.read_csv(files[region, "genes-rows"])
+        genes = _read_csv(files[region, "genes-rows"])
         if "gene_symbol" not in genes or "gene_entrez_id" not in genes:
-            raise ValueError(
-                f"{files[region, 'genes-rows'].name} lacks gene_symbol/gene_entrez_id columns."
+            raise DatasetFileError(
+                f"{files[region, 'genes-rows']} lacks gene_symbol/gene_entrez_id columns."
             )
         if var is None:
             var = genes
         elif not np.array_equal(
             var["gene_entrez_id"].to_numpy(), genes["gene_entrez_id"].to_numpy()
         ):
-            raise ValueError("The regions' genes-rows.csv files list different genes.")
-        samples = pd.read_csv(
-            files[region, "samples-columns"], encoding_errors="replace", low_memory=False
-        )
+            this, first = files[region, "genes-rows"], files[regions[0], "genes-rows"]
+            raise DatasetFileError(
+                f"The regions' genes-rows.csv files list different genes ({this} differs "
+                f"from {first})."
+            )
+        samples_path = files[region, "samples-columns"]
+        samples = _read_csv(samples_path, encoding_errors="replace", low_memory=False)
         for col in ("sample_name", "class", "subclass", "cluster"):
             if col not in samples:
-                raise ValueError(f"{files[region, 'samples-columns'].name} lacks column {col!r}.")
+                raise DatasetFileError(f"{samples_path} lacks column {col!r}.")
         samples["sample_name"] = samples["sample_name"].astype(str)
+        _refuse_duplicates(samples["sample_name"], str(samples_path))
         samples["region"] = region
         keep = _paper_mask(samples) if paper_selection else np.ones(len(samples), bool)
         samples = samples.loc[keep]
@@ -212,15 +288,15 @@ def tasic2018(
         position = header.get_indexer(samples["sample_name"])
         if (position < 0).any():
             lost = samples["sample_name"].to_numpy()[position < 0][:3]
-            raise ValueError(
-                f"{(position < 0).sum()} samples of samples-columns.csv are not columns of "
-                f"{files[region, 'exon-matrix'].name}, e.g. {list(lost)}."
+            raise DatasetFileError(
+                f"{(position < 0).sum()} samples of {samples_path.name} are not columns of "
+                f"{files[region, 'exon-matrix']}, e.g. {list(lost)}."
             )
         exon = _read_counts(files[region, "exon-matrix"], position, genes["gene_entrez_id"])
         if exons_and_introns:
             intron_path = files[region, "intron-matrix"]
             if not _header(intron_path).astype(str).equals(header):
-                raise ValueError(f"{intron_path.name}'s columns differ from the exon matrix's.")
+                raise DatasetFileError(f"{intron_path}'s columns differ from the exon matrix's.")
             xs.append(exon + _read_counts(intron_path, position, genes["gene_entrez_id"]))
             exons.append(exon)
         else:
@@ -228,6 +304,11 @@ def tasic2018(
         obss.append(samples)
 
     obs = pd.concat(obss, ignore_index=True)
+    if len(regions) > 1:
+        _refuse_duplicates(
+            obs["sample_name"],
+            " and ".join(str(files[r, "samples-columns"]) for r in regions) + " together",
+        )
     obs.index = pd.Index(obs.pop("sample_name").to_numpy(), name=None)
     if paper_selection:
         obs["cluster_original"] = obs["cluster"]

@@ -16,7 +16,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from .._validation import check_choice, check_number
+from .._validation import check_choice, check_int, check_number
 from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
 from ._augmenter import AugmenterModule
@@ -139,6 +139,25 @@ class CplMixVAEModule(BaseModuleClass):
             usage_target = "start"
         check_choice("usage_target", usage_target, USAGE_TARGETS)
         check_choice("decoder", decoder, DECODERS)
+        n_input = check_int("n_input", n_input, 1)
+        n_batch = check_int("n_batch", n_batch, 0)
+        n_categories = check_int("n_categories", n_categories, 2)
+        n_state = check_int("n_state", n_state, 1)
+        n_arms = check_int("n_arms", n_arms, 1)
+        n_hidden = check_int("n_hidden", n_hidden, 1)
+        n_layers = check_int("n_layers", n_layers, 1)
+        n_bottleneck = check_int("n_bottleneck", n_bottleneck, 1)
+        n_teacher_pcs = check_int("n_teacher_pcs", n_teacher_pcs, 1)
+        # weights of loss terms: NaN would only surface as a non-finite loss mid-training
+        coupling_weight = check_number("coupling_weight", coupling_weight, low=0.0,
+                                       low_inclusive=True)
+        usage_weight = check_number("usage_weight", usage_weight, low=0.0, low_inclusive=True)
+        # any sign: -1 rewards the entropy as Eq. 46 does
+        entropy_weight = check_number("entropy_weight", entropy_weight, low=-math.inf)
+        warmup_weight = check_number("warmup_weight", warmup_weight, low=0.0, low_inclusive=True)
+        temperature = check_number("temperature", temperature, low=0.0)
+        for name, p in (("input_dropout", input_dropout), ("state_dropout", state_dropout)):
+            check_number(name, p, low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
         self.n_input = n_input
         self.n_batch = n_batch
         self.n_categories = n_categories
