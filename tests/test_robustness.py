@@ -183,7 +183,7 @@ MODEL_CASES = [
     ({"n_hidden": 8.0}, TypeError, r"`n_hidden` must be an integer, got 8\.0 \(float\)"),
     ({"n_layers": 0}, ValueError, r"`n_layers` must be at least 1, got 0"),
     ({"n_bottleneck": 0}, ValueError, r"`n_bottleneck` must be at least 1, got 0"),
-    ({"n_teacher_pcs": 0}, ValueError, r"`n_teacher_pcs` must be at least 1, got 0"),
+    ({"n_start_pcs": 0}, ValueError, r"`n_start_pcs` must be at least 1, got 0"),
     ({"input_dropout": 1.0}, ValueError, r"`input_dropout` must be in \[0\.0, 1\.0\), got 1\.0"),
     ({"state_dropout": -0.1}, ValueError, r"`state_dropout` must be in \[0\.0, 1\.0\)"),
 ]

@@ -130,34 +130,15 @@ class CplMixVAEModule(BaseModuleClass):
         augmenter_kwargs: dict | None = None,
     ):
         super().__init__()
-        check_choice("likelihood", likelihood, LIKELIHOODS)
-        check_choice("coupling", coupling, COUPLINGS)
-        check_choice("augmentation", augmentation, AUGMENTATIONS)
-        if usage_target == "teacher":
-            warnings.warn('usage_target="teacher" is now called "start".', FutureWarning,
-                          stacklevel=3)
-            usage_target = "start"
-        check_choice("usage_target", usage_target, USAGE_TARGETS)
-        check_choice("decoder", decoder, DECODERS)
-        n_input = check_int("n_input", n_input, 1)
-        n_batch = check_int("n_batch", n_batch, 0)
-        n_categories = check_int("n_categories", n_categories, 2)
-        n_state = check_int("n_state", n_state, 1)
-        n_arms = check_int("n_arms", n_arms, 1)
-        n_hidden = check_int("n_hidden", n_hidden, 1)
-        n_layers = check_int("n_layers", n_layers, 1)
-        n_bottleneck = check_int("n_bottleneck", n_bottleneck, 1)
-        n_teacher_pcs = check_int("n_teacher_pcs", n_teacher_pcs, 1)
-        # weights of loss terms: NaN would only surface as a non-finite loss mid-training
-        coupling_weight = check_number("coupling_weight", coupling_weight, low=0.0,
-                                       low_inclusive=True)
-        usage_weight = check_number("usage_weight", usage_weight, low=0.0, low_inclusive=True)
-        # any sign: -1 rewards the entropy as Eq. 46 does
-        entropy_weight = check_number("entropy_weight", entropy_weight, low=-math.inf)
-        warmup_weight = check_number("warmup_weight", warmup_weight, low=0.0, low_inclusive=True)
-        temperature = check_number("temperature", temperature, low=0.0)
-        for name, p in (("input_dropout", input_dropout), ("state_dropout", state_dropout)):
-            check_number(name, p, low=0.0, high=1.0, low_inclusive=True, high_inclusive=False)
+        usage_target = _check_arguments(
+            likelihood=likelihood, coupling=coupling, augmentation=augmentation,
+            usage_target=usage_target, decoder=decoder, n_input=n_input, n_batch=n_batch,
+            n_categories=n_categories, n_state=n_state, n_arms=n_arms, n_hidden=n_hidden,
+            n_layers=n_layers, n_bottleneck=n_bottleneck, n_start_pcs=n_start_pcs,
+            coupling_weight=coupling_weight, usage_weight=usage_weight,
+            entropy_weight=entropy_weight, warmup_weight=warmup_weight, temperature=temperature,
+            input_dropout=input_dropout, state_dropout=state_dropout,
+        )
         self.n_input = n_input
         self.n_batch = n_batch
         self.n_categories = n_categories
@@ -413,7 +394,7 @@ class CplMixVAEModule(BaseModuleClass):
         is Eq. 46 exactly. ``q̄_a`` is arm a's posterior averaged over the mini-batch and ``π``
         the target proportions (``usage_prior``); with a uniform ``π`` the term is
         ``log K - H(q̄_a)``, a reward for using all categories. It keeps categories in use while
-        a positive ``entropy_weight`` makes each cell's posterior confident (METHOD.md,
+        a positive ``entropy_weight`` makes each cell's posterior confident (``docs/model.md``,
         calibration facts).
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
@@ -568,3 +549,31 @@ def _frozen_augmenter(augmenter_kwargs: dict | None, n_input: int) -> AugmenterM
     augmenter = AugmenterModule(**augmenter_kwargs)
     augmenter.requires_grad_(False)
     return augmenter.eval()
+
+
+def _check_arguments(**args) -> str:
+    """Check :class:`CplMixVAEModule`'s arguments (clear errors before any network is built);
+    returns ``usage_target`` with its former name ``"teacher"`` renamed."""
+    for name, choices in (("likelihood", LIKELIHOODS), ("coupling", COUPLINGS),
+                          ("augmentation", AUGMENTATIONS), ("decoder", DECODERS)):
+        check_choice(name, args[name], choices)
+    usage_target = args["usage_target"]
+    if usage_target == "teacher":
+        warnings.warn('usage_target="teacher" is now called "start".', FutureWarning,
+                      stacklevel=4)
+        usage_target = "start"
+    check_choice("usage_target", usage_target, USAGE_TARGETS)
+    for name, low in (("n_input", 1), ("n_batch", 0), ("n_categories", 2), ("n_state", 1),
+                      ("n_arms", 1), ("n_hidden", 1), ("n_layers", 1), ("n_bottleneck", 1),
+                      ("n_start_pcs", 1)):
+        check_int(name, args[name], low)
+    # weights of loss terms: NaN would only surface as a non-finite loss mid-training
+    for name in ("coupling_weight", "usage_weight", "warmup_weight"):
+        check_number(name, args[name], low=0.0, low_inclusive=True)
+    # any sign: -1 rewards the entropy as Eq. 46 does
+    check_number("entropy_weight", args["entropy_weight"], low=-math.inf)
+    check_number("temperature", args["temperature"], low=0.0)
+    for name in ("input_dropout", "state_dropout"):
+        check_number(name, args[name], low=0.0, high=1.0, low_inclusive=True,
+                     high_inclusive=False)
+    return usage_target

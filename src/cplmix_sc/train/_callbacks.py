@@ -144,9 +144,8 @@ class CouplingWarmup(Callback):
     For the first ``fraction / 2`` of the phase's ``n_epochs`` the coupling term of Eq. 46 is
     off, for the next ``fraction / 2`` it has ``0.3`` of its weight, then its full weight
     (``module.coupling_scale``; set back to 1 when training ends). The arms first settle
-    their types from the shared start on their own, then are made to agree. On Zeisel and the
-    simulator this kept more of the start than coupling from the first step (measured in
-    ``benchmarks/results/levers.md``, "What the mixture phase does to a start").
+    their types from the shared start on their own, then are made to agree (measurements:
+    ``docs/model.md``).
 
     Parameters
     ----------
