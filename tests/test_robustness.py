@@ -554,3 +554,170 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     again.train(enable_progress_bar=False, batch_size=16, train_size=0.9, resume=tmp_path,
                 annotate=False)
     torch.testing.assert_close(again.module.state_dict(), model.module.state_dict())
+
+
+# ---------------------------------------------------------------- issue: no silent failures
+def _checkpointed(tmp_path):
+    model = _fresh_model()
+    model.train(**{**RESUME_KW, "max_epochs": 1, "warmup_epochs": 1},
+                checkpoint_dir=tmp_path, annotate=False)
+    return model
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda a: a.var_names.str.replace("gene", "g"), "genes"),       # other names
+    (lambda a: a.var_names[::-1], "genes"),                          # same names, other order
+    (lambda a: a.obs_names.str.replace("cell", "c"), "cells"),       # other cells
+    (lambda a: a.obs_names[::-1], "cells"),                          # cells in another order
+])
+def test_resume_refuses_other_genes_or_cells(tmp_path, change, what):
+    """Same shapes and arguments, other genes or cells (names or order): refused by name."""
+    model = _checkpointed(tmp_path)
+    adata = model.adata.copy()
+    if what == "genes":
+        adata.var_names = change(adata)
+    else:
+        adata.obs_names = change(adata)
+    CplMixVAE.setup_anndata(adata)
+    before = fingerprint(adata)
+    other = CplMixVAE(adata, n_categories=3)
+    with pytest.raises(ValueError, match=rf"written for other {what} .*same {what}, same order"):
+        other.train(**TINY, checkpoint_dir=tmp_path, resume=True)
+    assert_unchanged(adata, before)
+
+
+def test_resume_of_a_checkpoint_without_identity_warns(tmp_path):
+    """A checkpoint written before identities were stored resumes, with a warning."""
+    _checkpointed(tmp_path)
+    path = tmp_path / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["callbacks"]["CplMixResumableCheckpoint"]["meta"]["data"]
+    torch.save(ckpt, path)
+    with pytest.warns(UserWarning, match="does not record its genes and cells"):
+        _fresh_model().train(enable_progress_bar=False, batch_size=16, train_size=0.9,
+                             resume=tmp_path, annotate=False)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None])
+def test_broken_checkpoint_and_model_files_get_our_error(trained, tmp_path, content):
+    """A truncated or garbage last.ckpt / model.pt names the file and the fix."""
+    model, _ = trained
+    saved = tmp_path / "saved"
+    model.save(saved)
+    ckpt = tmp_path / "last.ckpt"
+    good = (saved / "model.pt").read_bytes()
+    bad = good[: len(good) // 2] if content is None else content
+    ckpt.write_bytes(bad)
+    (saved / "model.pt").write_bytes(bad)
+    with pytest.raises(ValueError, match=r"last\.ckpt' is not a readable checkpoint"):
+        _fresh_model().train(**TINY, resume=ckpt)
+    with pytest.raises(ValueError, match=r"model\.pt' is not a readable saved model"):
+        CplMixVAE.load(saved)
+
+
+def test_load_from_a_folder_without_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No saved model at .*model\.pt.*model\.save"):
+        CplMixVAE.load(tmp_path)
+
+
+def test_save_over_a_save_with_data_leaves_no_stale_data(trained, tmp_path):
+    """save(overwrite=True) without data removes the earlier save's adata.h5ad, so that load
+    never pairs the new weights with old data."""
+    model, _ = trained
+    model.save(tmp_path / "m", save_anndata=True)
+    assert (tmp_path / "m" / "adata.h5ad").exists()
+    model.save(tmp_path / "m", overwrite=True)
+    assert not (tmp_path / "m" / "adata.h5ad").exists()
+    with pytest.raises(ValueError, match=r"holds no saved AnnData.*load\(dir_path, adata=adata\)"):
+        CplMixVAE.load(tmp_path / "m")  # not paired with the earlier save's data
+
+
+def test_untrained_model_refuses_inference():
+    adata = counts()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=3)
+    before = fingerprint(adata)
+    for call in (model.annotate, model.predict, model.get_state, model.get_type_probabilities,
+                 model.get_arm_labels, lambda: model.decode_expression(np.zeros((1, 2)), [0])):
+        with pytest.raises(ValueError, match=r"not trained: call `model.train\(\)` first"):
+            call()
+    assert_unchanged(adata, before)
+
+
+@pytest.fixture(scope="module")
+def batch_model(tmp_path_factory):
+    scvi.settings.seed = 0
+    adata = counts()
+    CplMixVAE.setup_anndata(adata, batch_key="batch")
+    model = CplMixVAE(adata, n_categories=3)
+    model.train(**TINY, annotate=False)
+    path = tmp_path_factory.mktemp("batch") / "m"
+    model.save(path)
+    return model, path
+
+
+@pytest.mark.parametrize("batches, match", [
+    (["b1", "new"], r"batches the model was not trained on: new\. .*closest training batch"),
+    (["b1", None], r"5 missing value\(s\); set each cell's batch to one of the training"),
+])
+def test_query_batches_get_clear_errors(batch_model, batches, match):
+    """annotate() and load(dir, adata) on cells of unseen, missing or mistyped batches."""
+    model, path = batch_model
+    query = _query()
+    query.obs["batch"] = (batches * query.n_obs)[: query.n_obs]
+    before = fingerprint(query)
+    with pytest.raises(ValueError, match=match):
+        model.annotate(query)
+    assert_unchanged(query, before)
+    with pytest.raises(ValueError, match=match):
+        CplMixVAE.load(path, adata=query)
+    assert_unchanged(query, before)
+    query.obs["batch"] = "b2"  # a documented choice: map to a training batch
+    model.annotate(query)
+    assert query.obs["cpl_type"].notna().all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"key_added": "a/b"}, ValueError, r"without '/'"),
+    ({"key_added": 5}, TypeError, r"`key_added` must be a string"),
+    ({"plan_kwargs": {"bogus": 1}}, ValueError, r"`plan_kwargs` has unknown keys \['bogus'\]"),
+])
+def test_train_checks_keys_and_plan_before_training(kwargs, error, match):
+    adata = counts()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=3)
+    before = fingerprint(adata)
+    with pytest.raises(error, match=match):
+        model.train(**TINY, **kwargs)
+    assert not model.is_trained_
+    assert_unchanged(adata, before)
+
+
+def test_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    model = _fresh_model()
+    with pytest.raises(ValueError, match=r"checkpoint_dir=.*is a file; pass a folder"):
+        model.train(**TINY, checkpoint_dir=path)
+    assert not model.is_trained_
+
+
+def test_annotate_checks_key_added(trained):
+    model, _ = trained
+    query = _query()
+    before = fingerprint(query)
+    with pytest.raises(ValueError, match="without '/'"):
+        model.annotate(query, key_added="a/b")
+    assert_unchanged(query, before)
+
+
+def test_query_batches_of_another_type_name_the_conversion():
+    """Batches 1, 2 (int) against a model trained on "1", "2" (str): convert, not 'unseen'."""
+    from cplmix_sc._validation import check_query_batches
+
+    query = _query()
+    query.obs["batch"] = np.arange(query.n_obs) % 2 + 1
+    with pytest.raises(ValueError, match=r"holds \[1, 2\] \(int\) where the model's batches are "
+                       r"1, 2 \(str\); convert them.*astype\(str\)"):
+        check_query_batches(query, "batch", ["1", "2"])
+    check_query_batches(query, "batch", [1, 2])  # same values, same type: accepted

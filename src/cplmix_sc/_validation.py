@@ -289,3 +289,44 @@ def check_same_genes(reference: pd.Index, adata: AnnData) -> None:
             f"model's missing, {len(extra)} others)"
         )
     raise ValueError(f"The AnnData {problem}. {fix}")
+
+
+def check_query_batches(adata: AnnData, key: str, seen) -> None:
+    """Batches of new data (``annotate``, ``load`` with an AnnData) must be ones the model was
+    trained on: a decoder is conditioned on its batch and has no setting for an unseen one."""
+    if key not in adata.obs:
+        raise KeyError(
+            f"The model was trained with batch_key={key!r}, which is not a column of this "
+            f"adata.obs; add adata.obs[{key!r}] with one of the training batches per cell "
+            f"({_preview(seen)})."
+        )
+    values = adata.obs[key]
+    n_missing = int(pd.isna(values).sum())
+    if n_missing:
+        raise ValueError(
+            f"adata.obs[{key!r}] has {n_missing} missing value(s); set each cell's batch to one "
+            f"of the training batches ({_preview(seen)}), or remove those cells."
+        )
+    seen = pd.Index(seen)
+    unseen = pd.Index(pd.unique(np.asarray(values, dtype=object))).difference(seen, sort=False)
+    if len(unseen) == 0:
+        return
+    as_text = seen.astype(str)
+    if pd.Index(unseen.astype(str)).isin(as_text).all():
+        raise ValueError(
+            f"adata.obs[{key!r}] holds {list(unseen[:5])} ({type(unseen[0]).__name__}) where "
+            f"the model's batches are {_preview(seen)} ({type(seen[0]).__name__}); convert "
+            f"them, e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str)."
+        )
+    raise ValueError(
+        f"adata.obs[{key!r}] has batches the model was not trained on: {_preview(unseen)}. "
+        f"The decoders are conditioned on the batch, so each cell needs one of the training "
+        f"batches ({_preview(seen)}): map a new batch to its closest training batch (e.g. the "
+        f"same platform or donor group), or train a model that includes it "
+        "(docs/robustness.md, 'Batches of new data')."
+    )
+
+
+def _preview(values, n: int = 8) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(values[:n]) + (f" and {len(values) - n} more" if len(values) > n else "")

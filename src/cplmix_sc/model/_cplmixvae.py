@@ -25,6 +25,7 @@ from .._validation import (
     check_not_view,
     check_number,
     check_obs_key,
+    check_query_batches,
     check_same_genes,
     first_non_integer,
     get_matrix,
@@ -37,10 +38,11 @@ from ..train import CplMixTrainingPlan
 from ._augmenter import Augmenter
 from ._inference import InferenceMixin
 from ._pruning import PruningMixin
+from ._saving import SavingMixin
 from ._training import TrainingMixin
 
 
-class CplMixVAE(TrainingMixin, PruningMixin, InferenceMixin, BaseModelClass):
+class CplMixVAE(TrainingMixin, PruningMixin, InferenceMixin, SavingMixin, BaseModelClass):
     """Coupled mixture VAEs: discrete cell types and a type-dependent continuous state.
 
     Each of ``n_arms`` autoencoders sees its own perturbed copy of every cell and infers a
@@ -232,6 +234,9 @@ class CplMixVAE(TrainingMixin, PruningMixin, InferenceMixin, BaseModelClass):
             if not is_integer and self.module.likelihood == "nb":
                 x, where = get_matrix(adata, layer)
                 raise ValueError(non_integer_message(where, first_non_integer(x)))
+            if self._has_batch:
+                batch = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+                check_query_batches(adata, batch.original_key, batch.categorical_mapping)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     @classmethod
@@ -268,8 +273,11 @@ class CplMixVAE(TrainingMixin, PruningMixin, InferenceMixin, BaseModelClass):
         """
         check_not_view(adata)
         check_counts(adata, layer)
-        check_obs_key(adata, batch_key, "batch_key")
         source = kwargs.get("source_registry")
+        if source is not None and batch_key is not None:  # load(dir, adata): training batches
+            batches = source["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]
+            check_query_batches(adata, batch_key, batches["categorical_mapping"])
+        check_obs_key(adata, batch_key, "batch_key")
         source_genes = None if source is None else (
             source["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"].get("column_names")
         )

@@ -11,6 +11,7 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
+from .._validation import check_key_added
 from ..metrics import arm_consensus
 
 
@@ -26,6 +27,7 @@ class InferenceMixin:
         batch_size: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-arm log q(c|x), bottleneck and state (for the consensus type), on the CPU."""
+        self._check_trained()
         adata = self._validate_anndata(adata)
         self.module.eval()
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
@@ -114,6 +116,7 @@ class InferenceMixin:
         -------
         ``(n, n_genes)`` array of expected counts per 10,000.
         """
+        self._check_trained()
         self._check_arm(arm)
         state = np.asarray(state, dtype=np.float32)
         if state.ndim != 2 or state.shape[1] != self.module.n_state:
@@ -141,6 +144,14 @@ class InferenceMixin:
         )
         return out.cpu().numpy()
 
+    def _check_trained(self) -> None:
+        """Refuse inference on an untrained model (its types would come from random weights)."""
+        if not self.is_trained_:
+            raise ValueError(
+                "The model is not trained: call `model.train()` first (or load a trained model "
+                "with `CplMixVAE.load`); an untrained model's types come from random weights."
+            )
+
     def _check_arm(self, arm: int) -> None:
         if not 0 <= arm < self.module.n_arms:
             raise ValueError(f"`arm` must be in [0, {self.module.n_arms - 1}], got {arm}.")
@@ -163,6 +174,7 @@ class InferenceMixin:
         and pass the checks of :meth:`setup_anndata` (all-zero genes are allowed); views are
         refused rather than copied in place.
         """
+        check_key_added(key_added)
         adata = self._validate_anndata(adata)
         post = self._posterior(adata, batch_size=batch_size)
         probs_arm = post["log_probs"].exp()

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
+from .._validation import check_key_added
 from ..metrics import category_consensus_from_labels
 from ..train import _schedule as schedule
 from ._training import is_global_zero
@@ -110,6 +111,7 @@ class PruningMixin:
         """
         if not self.is_trained_:
             raise ValueError("Train the model before pruning: call `model.train()` first.")
+        check_key_added(key_added)
         if not 0.0 <= min_consensus <= 1.0:
             raise ValueError(f"`min_consensus` must be in [0, 1], got {min_consensus}.")
         if n_prune < 1 or min_categories < 1:

@@ -3,6 +3,7 @@ mixture phase, checkpoints and resume, and the device-resident data path."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,13 +17,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from scvi import REGISTRY_KEYS, settings
 from scvi.model._utils import use_distributed_sampler
 from scvi.model.base import UnsupervisedTrainingMixin
+from scvi.train import TrainingPlan
 
-from .._validation import check_choice, check_int, check_number
+from .._validation import check_choice, check_int, check_key_added, check_number
 from ..start import INITS, Start, fit_start, start_genes, start_labels_from
 from ..train import CouplingWarmup, NonFiniteGuard, ResumableCheckpoint
 from ..train._checkpoint import (
     CHECKPOINT_KEY,
     CHECKPOINT_NAME,
+    check_checkpoint_dir,
     check_resume,
     data_identity,
     jsonable,
@@ -195,6 +198,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             )
         batch_size = check_int("batch_size", batch_size, 2)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+        check_key_added(key_added)
+        check_checkpoint_dir(checkpoint_dir)
+        self._check_plan_kwargs(plan_kwargs)
         run = {"max_epochs": max_epochs, "warmup_epochs": warmup_epochs, "init": init,
                "init_resolution": init_resolution, "genes": genes, "labels": labels,
                "ckpt": None,
@@ -209,6 +215,23 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         self._run_phases(run, fit_kwargs)
         if annotate and is_global_zero():  # under DDP only rank 0 writes its results
             self.annotate(key_added=key_added)
+
+    def _check_plan_kwargs(self, plan_kwargs: dict | None) -> None:
+        """Refuse keys neither the training plan nor the module's loss takes (scvi-tools would
+        pass them on to the loss, which fails at the first step)."""
+        if not plan_kwargs:
+            return
+        known = set(inspect.signature(TrainingPlan.__init__).parameters)
+        known |= set(inspect.signature(self.module.loss).parameters)
+        known -= {"self", "module", "loss_kwargs", "tensors", "inference_outputs",
+                  "generative_outputs"}
+        unknown = sorted(set(plan_kwargs) - known)
+        if unknown:
+            raise ValueError(
+                f"`plan_kwargs` has unknown keys {unknown}; the training plan takes "
+                f"{sorted(known)}. Pass model options to CplMixVAE(...) and training options "
+                "to train(...)."
+            )
 
     def _resume_run(self, run: dict, resume, train_size: float) -> None:
         """Read the checkpoint to resume from into ``run``: the interrupted run's schedule,

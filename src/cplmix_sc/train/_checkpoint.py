@@ -199,3 +199,16 @@ def check_resume(ckpt: dict, init_params: dict, state_dict: dict, identity: dict
                 f"of the interrupted run (same {what}, same order), or train a new model "
                 "without `resume`."
             )
+
+
+def check_checkpoint_dir(checkpoint_dir) -> None:
+    """Refuse a ``checkpoint_dir`` that is an existing file (before any epoch is trained)."""
+    if checkpoint_dir is None:
+        return
+    if not isinstance(checkpoint_dir, str | os.PathLike):
+        raise TypeError(f"`checkpoint_dir` must be a path, got {checkpoint_dir!r}.")
+    if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise ValueError(
+            f"checkpoint_dir={str(checkpoint_dir)!r} is a file; pass a folder (it is created "
+            "if needed and will hold last.ckpt)."
+        )
