@@ -15,6 +15,11 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 @pytest.fixture
 def easy_sim():
     """Small simulated data with well separated types and a strong state."""
+    return make_easy_sim()
+
+
+def make_easy_sim():
+    """The data of :func:`easy_sim`, for module-scoped fixtures."""
     import cplmix_sc
 
     return cplmix_sc.datasets.synthetic(
@@ -23,4 +28,5 @@ def easy_sim():
     )
 
 
+#: the short training of most tests (files that need other values derive theirs from it)
 QUICK = {"max_epochs": 3, "warmup_epochs": 1, "batch_size": 128, "enable_progress_bar": False}

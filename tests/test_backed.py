@@ -1,6 +1,7 @@
 """Backed (on-disk) AnnData: trained and annotated without reading the matrix whole."""
 
 import anndata as ad
+import conftest
 import h5py
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scvi.data import AnnTorchDataset
 import cplmix_sc
 from cplmix_sc import CplMixVAE, _backed
 
-QUICK = {"max_epochs": 3, "warmup_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
+QUICK = {**conftest.QUICK, "batch_size": 64}
 N_CELLS = 200
 
 

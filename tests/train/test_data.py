@@ -1,5 +1,6 @@
 """The device-resident data path, the lean training plan and the sparse-aware start."""
 
+import conftest
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,7 +15,7 @@ from cplmix_sc import CplMixVAE
 from cplmix_sc.train import DeviceDataSplitter, DeviceMatrix, NonFiniteLossError
 from cplmix_sc.train._callbacks import NonFiniteGuard
 
-QUICK = {"max_epochs": 2, "warmup_epochs": 1, "batch_size": 64, "enable_progress_bar": False}
+QUICK = {**conftest.QUICK, "max_epochs": 2, "batch_size": 64}
 
 
 def counts(n_cells=203, n_genes=40, density=0.3, seed=0, batches=True):
@@ -133,61 +134,6 @@ def test_sparse_input_is_never_densified_whole(monkeypatch):
     model.train(**QUICK, datasplitter_kwargs={"max_dense_bytes": 0}, annotate=False)
     assert shapes and max(s[0] for s in shapes) <= 100 < n
     assert torch.count_nonzero(model.module.start_loadings) > 0
-
-
-def test_start_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
-    from sklearn.decomposition import PCA
-
-    from cplmix_sc.module import log_normalise
-
-    x = sp.csr_matrix(easy_sim.X)
-    mean, comps, pcs = pca_mod.log_pca(x, 3, seed=0)
-    # small data: exactly the historical path (dense log-normalise + sklearn PCA)
-    dense = torch.as_tensor(x.toarray(), dtype=torch.float32)
-    logx = log_normalise(dense, dense.sum(-1, keepdim=True)).numpy()
-    ref = PCA(3, random_state=0).fit(logx)
-    np.testing.assert_array_equal(comps, ref.components_)
-    np.testing.assert_array_equal(mean, ref.mean_)
-    np.testing.assert_array_equal(pcs, ref.transform(logx))
-    old = pca_mod.MAX_DENSE_ENTRIES
-    try:
-        pca_mod.MAX_DENSE_ENTRIES = 200 * x.shape[1]  # fit on 200 cells, project in chunks
-        _, comps_s, pcs_s = pca_mod.log_pca(x, 3, seed=0)
-    finally:
-        pca_mod.MAX_DENSE_ENTRIES = old
-    # the main axis and the 3-PC subspace from half the cells are nearly the same
-    assert abs(float(comps[0] @ comps_s[0])) > 0.95
-    assert np.sum((comps_s @ comps.T) ** 2) / 3 > 0.85
-    assert pcs_s.shape == pcs.shape
-
-
-def test_start_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
-    """log_pca(genes=mask): the PCA of those genes of the log-normalised counts (cells still
-    normalised by their total over all genes), with zero loadings and mean elsewhere, so the
-    module's projection of any cell gives its PCs; both the dense and the chunked path."""
-    from sklearn.decomposition import PCA
-
-    from cplmix_sc.module import log_normalise
-
-    x = sp.csr_matrix(easy_sim.X)
-    genes = np.zeros(x.shape[1], dtype=bool)
-    genes[::3] = True
-    dense = torch.as_tensor(x.toarray(), dtype=torch.float32)
-    logx = log_normalise(dense, dense.sum(-1, keepdim=True)).numpy()
-    ref = PCA(3, random_state=0).fit(logx[:, genes])
-    old = pca_mod.MAX_DENSE_ENTRIES
-    try:
-        for limit in (old, 200 * x.shape[1]):  # whole, then fit on 200 cells in chunks
-            pca_mod.MAX_DENSE_ENTRIES = limit
-            mean, comps, pcs = pca_mod.log_pca(x, 3, seed=0, genes=genes)
-            assert comps.shape == (3, x.shape[1]) and mean.shape == (x.shape[1],)
-            assert not comps[:, ~genes].any() and not mean[~genes].any()
-            np.testing.assert_allclose((logx - mean) @ comps.T, pcs, atol=1e-4)
-            if limit == old:
-                np.testing.assert_array_equal(comps[:, genes], ref.components_)
-                np.testing.assert_array_equal(pcs, ref.transform(logx[:, genes]))
-    finally:
-        pca_mod.MAX_DENSE_ENTRIES = old
 
 
 def test_deferred_non_finite_check_names_the_step_and_restores_weights():

@@ -1,9 +1,10 @@
 """Consensus between arms and pruning of categories."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
-from conftest import QUICK
+from conftest import QUICK, make_easy_sim
 
 import cplmix_sc
 from cplmix_sc import CplMixVAE
@@ -27,13 +28,24 @@ def test_category_consensus_definition():
     assert active.index.tolist() == [0, 1]
 
 
-@pytest.fixture
-def trained6(easy_sim, tmp_path):
+@pytest.fixture(scope="module")
+def trained6_dir(tmp_path_factory):
+    """A model with 6 categories trained once for the module, saved with its data."""
+    adata = make_easy_sim()
     scvi.settings.seed = 0
-    CplMixVAE.setup_anndata(easy_sim)
-    model = CplMixVAE(easy_sim, n_categories=6)
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=6)
     model.train(**QUICK)
-    return model, easy_sim
+    path = tmp_path_factory.mktemp("trained6") / "model"
+    model.save(path, save_anndata=True)
+    return path
+
+
+@pytest.fixture
+def trained6(trained6_dir):
+    """A fresh copy of that model and its annotated data for each test (tests prune it)."""
+    model = CplMixVAE.load(trained6_dir)
+    return model, model.adata
 
 
 def test_prune_masks_categories_keeps_labels_and_saves(trained6, tmp_path):
@@ -147,3 +159,20 @@ def test_k_selection_and_arm_consensus_plots(trained6):
         ax3 = cplmix_sc.pl.arm_consensus(model, show=False)
     assert ax3.get_images()[0].get_array().shape[0] == len(np.unique(model.get_arm_labels()[0]))
     plt.close("all")
+
+
+def test_prune_fine_tunes_for_the_documented_epochs(trained6, monkeypatch):
+    """Default fine-tuning: max(5, E // 10), E the default mixture phase of train() for these
+    cells (24 epochs for 400 cells at batch 256, where E = 240)."""
+    from cplmix_sc.train import _schedule
+
+    model, _ = trained6
+    seen = []
+    table = pd.DataFrame({"n_cells": 10, "consensus": 0.5}, index=pd.RangeIndex(6))
+    stats = {"table": table, "log_ratio": 0.0, "reconstruction": 0.0,
+             "reconstruction_on": "training"}
+    monkeypatch.setattr(model, "_prune_stats", lambda batch_size: stats)  # every round prunes
+    monkeypatch.setattr(model, "train", lambda **kw: seen.append(kw["max_epochs"]))
+    model.prune(max_rounds=1, annotate=False)
+    assert _schedule.mixture_epochs(400, 256) == 240
+    assert seen == [24]

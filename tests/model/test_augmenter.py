@@ -1,3 +1,4 @@
+import conftest
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -12,19 +13,25 @@ from cplmix_sc.train import AugmenterTrainingPlan
 
 AUG_QUICK = {"max_epochs": 3, "adversarial_warmup_epochs": 1, "batch_size": 128,
              "enable_progress_bar": False}
-QUICK = {"max_epochs": 2, "warmup_epochs": 1, "batch_size": 128, "enable_progress_bar": False}
+QUICK = {**conftest.QUICK, "max_epochs": 2}
 
 
 @pytest.fixture
 def sim():
+    return _sim()
+
+
+def _sim():
     return cplmix_sc.datasets.synthetic(
         n_cells=300, n_genes=120, n_types=3, n_markers=10, n_activity=20, n_housekeeping=10,
         marker_effect=2.5, state_effect=1.5, seed=2,
     )
 
 
-@pytest.fixture
-def trained(sim):
+@pytest.fixture(scope="module")
+def trained():
+    """A trained augmenter, trained once for the module (the tests only read it)."""
+    sim = _sim()
     scvi.settings.seed = 0
     Augmenter.setup_anndata(sim)
     aug = Augmenter(sim)

@@ -1,3 +1,5 @@
+"""The start (cplmix_sc.start): its PCA, the graph start, the genes left out, given labels."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,184 +9,81 @@ import torch
 from conftest import QUICK
 
 import cplmix_sc
+import cplmix_sc.start._pca as pca_mod
 from cplmix_sc import CplMixVAE
+from cplmix_sc.start import NO_LABEL, start_labels_from
 
 
-def _setup(adata, **kw):
-    CplMixVAE.setup_anndata(adata, **kw)
-    return adata
+def test_start_labels_from_every_form():
+    obs = pd.DataFrame({"lab": pd.Categorical(["b", "a", None, "b"], categories=["b", "a", "z"])},
+                       index=[f"c{i}" for i in range(4)])
+    codes, names = start_labels_from("lab", obs, 3)
+    np.testing.assert_array_equal(codes, [0, 1, NO_LABEL, 0])  # categorical order, unused out
+    assert list(names) == ["b", "a"]
+    codes, names = start_labels_from(["y", "x", np.nan, "y"], obs, 2)
+    np.testing.assert_array_equal(codes, [1, 0, NO_LABEL, 1])  # sorted
+    shuffled = pd.Series(["x", "y", "y", None], index=["c1", "c0", "c3", "c2"])
+    codes, _ = start_labels_from(shuffled, obs, 2)
+    np.testing.assert_array_equal(codes, [1, 0, NO_LABEL, 1])  # aligned to obs_names
+    with pytest.raises(ValueError, match="one label per cell \\(4\\)"):
+        start_labels_from([1, 2, 3], obs, 3)
+    with pytest.raises(ValueError, match="2 distinct labels but the model has n_categories=1"):
+        start_labels_from("lab", obs, 1)
+    with pytest.raises(ValueError, match=r"'leiden' is not a column of adata\.obs.*`init=`"):
+        start_labels_from("leiden", obs, 3)
+    with pytest.raises(ValueError, match=r"indexed by adata\.obs_names"):
+        start_labels_from(pd.Series(["a"] * 4, index=list("wxyz")), obs, 3)
+    with pytest.raises(ValueError, match="all missing"):
+        start_labels_from([None] * 4, obs, 3)
 
 
-def test_train_writes_documented_keys_and_nothing_else(easy_sim):
-    adata = _setup(easy_sim)
-    x_before = adata.X.copy()
-    obs_before = adata.obs.copy()
-    model = CplMixVAE(adata, n_categories=4, n_arms=2)
-    model.train(**QUICK)
-    n = adata.n_obs
-    assert isinstance(adata.obs["cpl_type"].dtype, pd.CategoricalDtype)
-    assert adata.obs["cpl_type_confidence"].between(0, 1).all()
-    assert set(np.unique(adata.obs["cpl_arm_agreement"])) <= {0.0, 0.5, 1.0}
-    assert adata.obsm["X_cpl_state"].shape == (n, 2)
-    probs = adata.obsm["cpl_type_probs"]
-    assert probs.shape == (n, 4)
-    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    assert adata.uns["cpl"]["params"]["n_categories"] == 4
-    assert 0 <= adata.uns["cpl"]["arm_consensus"] <= 1
-    # the usage target is the k-means start's proportions
-    weights = model.module.usage_prior
-    assert weights.sum().item() == pytest.approx(1.0)
-    assert weights.max() > weights.min()
-    # the user's data is untouched
-    assert (adata.X != x_before).nnz == 0
-    pd.testing.assert_frame_equal(adata.obs[obs_before.columns], obs_before)
-    # API agrees with what annotate wrote
-    np.testing.assert_array_equal(
-        model.predict(), adata.obs["cpl_type"].astype(int).to_numpy()
-    )
-    np.testing.assert_allclose(model.get_state(), adata.obsm["X_cpl_state"], rtol=1e-5)
-    assert model.get_type_probabilities(arm=1).shape == (n, 4)
-    assert model.get_arm_labels().shape == (2, n)
-
-
-def test_save_load_round_trip_and_retrain(easy_sim, tmp_path):
-    adata = _setup(easy_sim)
-    model = CplMixVAE(adata, n_categories=4)
-    model.train(**QUICK)
-    probs = model.get_type_probabilities()
-    state = model.get_state()
-    model.save(tmp_path / "m", overwrite=True)
-    loaded = CplMixVAE.load(tmp_path / "m", adata=adata)
-    np.testing.assert_allclose(loaded.get_type_probabilities(), probs, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(loaded.get_state(), state, rtol=1e-5, atol=1e-6)
-    # retraining after load runs in train mode (scvi 1.4.2 leaves eval mode) and changes weights
-    before = loaded.module.category_head.weight.detach().clone()
-    bn_before = loaded.module.encoder.layers[1].bn.running_mean.clone()
-    loaded.train(max_epochs=1, batch_size=128, enable_progress_bar=False, annotate=False)
-    assert not torch.equal(before, loaded.module.category_head.weight)
-    # batch-norm statistics only move in train mode
-    assert not torch.equal(bn_before, loaded.module.encoder.layers[1].bn.running_mean)
-
-
-def test_same_seed_same_result(easy_sim):
-    out = []
-    for _ in range(2):
-        scvi.settings.seed = 7
-        adata = _setup(easy_sim.copy())
-        model = CplMixVAE(adata, n_categories=4)
-        model.train(**QUICK)
-        out.append((
-            adata.obs["cpl_type"].to_numpy(), adata.obsm["X_cpl_state"].copy(),
-            model.module.state_dict(),
-        ))
-    np.testing.assert_array_equal(out[0][0], out[1][0])
-    # on the CPU the same seed gives bitwise the same run (docs/robustness.md: determinism)
-    np.testing.assert_array_equal(out[0][1], out[1][1])
-    for name, value in out[0][2].items():
-        assert torch.equal(value, out[1][2][name]), name
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"n_arms": 1},
-        {"n_arms": 3, "coupling": "sigma"},
-        {"likelihood": "gaussian", "coupling": "aitchison"},
-        {"augmentation": "none", "n_state": 1},
-        {"decoder": "linear", "usage_target": "uniform"},
-    ],
-)
-def test_variants_train(easy_sim, kwargs):
-    adata = _setup(easy_sim)
-    model = CplMixVAE(adata, n_categories=4, **kwargs)
-    model.train(**QUICK)
-    assert adata.obsm["X_cpl_state"].shape == (adata.n_obs, kwargs.get("n_state", 2))
-    assert model.get_arm_labels().shape == (kwargs.get("n_arms", 2), adata.n_obs)
-    assert np.isfinite(model.history["reconstruction_loss_train"].to_numpy(dtype=float)).all()
-
-
-def test_dense_layer_and_batch_key(easy_sim):
-    adata = easy_sim
-    adata.layers["counts"] = adata.X.toarray()
-    adata.X = sp.csr_matrix(np.log1p(adata.layers["counts"]))  # a typical log-normalised X
-    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2 == 0, "b1", "b2")
-    _setup(adata, layer="counts", batch_key="batch")
-    model = CplMixVAE(adata, n_categories=4)
-    assert model.module.n_batch == 2
-    model.train(**QUICK, init="random")
-    assert adata.obs["cpl_type"].notna().all()
-
-
-def test_annotate_new_data_with_key_added(easy_sim):
-    adata = _setup(easy_sim)
-    model = CplMixVAE(adata, n_categories=4)
-    model.train(**QUICK, annotate=False)
-    assert "cpl_type" not in adata.obs
-    other = easy_sim[:50].copy()
-    model.annotate(other, key_added="mine")
-    assert other.obs["mine_type"].shape == (50,)
-    assert other.obsm["X_mine_state"].shape == (50, 2)
-
-
-def test_clear_errors(easy_sim):
-    adata = easy_sim
-    with pytest.raises(ValueError, match="view"):
-        CplMixVAE.setup_anndata(adata[:10])
-    bad = adata.copy()
-    bad.X = bad.X.toarray() * 0.5
-    CplMixVAE.setup_anndata(bad)  # non-integer values: only the NB likelihood refuses them
-    with pytest.raises(ValueError, match=r"non-integer.*likelihood='gaussian'"):
-        CplMixVAE(bad, n_categories=4)
-    CplMixVAE(bad, n_categories=4, likelihood="gaussian")
-    bad.X = -np.ones(bad.shape, dtype=np.float32)
-    with pytest.raises(ValueError, match="negative"):
-        CplMixVAE.setup_anndata(bad)
-    bad.X = np.full(bad.shape, np.nan, dtype=np.float32)
-    with pytest.raises(ValueError, match="NaN"):
-        CplMixVAE.setup_anndata(bad)
-    with pytest.raises(KeyError, match=r"not in adata\.layers"):
-        CplMixVAE.setup_anndata(adata, layer="missing")
-    with pytest.raises(KeyError, match="batch_key"):
-        CplMixVAE.setup_anndata(adata, batch_key="missing")
-    _setup(adata)
-    with pytest.raises(ValueError, match="at least 2"):
-        CplMixVAE(adata, n_categories=1)
-    with pytest.raises(ValueError, match="n_arms"):
-        CplMixVAE(adata, n_arms=0)
-    with pytest.raises(ValueError, match="likelihood"):
-        CplMixVAE(adata, likelihood="poisson")
-    with pytest.raises(ValueError, match="usage_target"):
-        CplMixVAE(adata, usage_target="equal")
-    with pytest.raises(ValueError, match="decoder"):
-        CplMixVAE(adata, decoder="conv")
-    with pytest.raises(ValueError, match="fewer categories than cells"):
-        CplMixVAE(adata, n_categories=adata.n_obs + 1)
-    model = CplMixVAE(adata, n_categories=4)
-    with pytest.raises(ValueError, match="batch_size"):
-        model.train(max_epochs=1, batch_size=10_000)
-    with pytest.raises(ValueError, match="init"):
-        model.train(max_epochs=1, init="gmm")
-
-
-def test_recovers_types_and_state_on_simulated_data():
-    """The point of the package: types and the type-dependent state come back."""
+def test_init_labels_start_keeps_the_true_types_and_ignores_unlabelled(easy_sim):
+    """From the true types (a third of the cells unlabelled), the warm-up teaches exactly the
+    given categories and the model ends on them; the labels travel through a resume."""
     scvi.settings.seed = 0
-    adata = cplmix_sc.datasets.synthetic(
-        n_cells=1000, n_genes=200, n_types=4, n_markers=15, n_activity=30, n_housekeeping=20,
-        marker_effect=2.5, state_effect=3.0, seed=1,
-    )
-    _setup(adata)
-    model = CplMixVAE(adata, n_categories=4)
-    model.train(max_epochs=60, batch_size=128, enable_progress_bar=False)
-    scores = cplmix_sc.metrics.clustering_scores(adata.obs["type"], adata.obs["cpl_type"])
-    assert scores["ari"] >= 0.9, scores
-    rho = cplmix_sc.metrics.state_recovery(
-        adata.obs["state"], adata.obsm["X_cpl_state"], adata.obs["type"]
-    )
-    responsive = adata.uns["simulation"]["responsive_types"]
-    assert min(rho[t] for t in responsive) >= 0.8, rho
-    unresponsive = set(rho) - set(responsive)
-    assert unresponsive and max(rho[t] for t in unresponsive) < 0.3, rho
+    adata = easy_sim
+    truth = adata.obs["type"].astype(str).to_numpy()
+    partial = pd.Series(truth, index=adata.obs_names).where(np.arange(adata.n_obs) % 3 != 0)
+    adata.obs["given"] = partial
+    before = adata.obs.copy()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=6)
+    model.train(**{**QUICK, "max_epochs": 12, "warmup_epochs": 4}, init_labels="given")
+    assert list(model.init_label_names_) == sorted(set(truth))
+    m = model.module
+    labelled = m.start_point_labels.numpy()
+    assert (labelled == NO_LABEL).sum() == (np.arange(adata.n_obs) % 3 == 0).sum()
+    assert m.start_partial
+    ari = cplmix_sc.metrics.clustering_scores(truth, adata.obs["cpl_type"])["ari"]
+    assert ari > 0.9
+    pd.testing.assert_frame_equal(adata.obs[before.columns], before)
+    with pytest.raises(ValueError, match="already trained"):
+        model.train(**QUICK, init_labels="given")
+    with pytest.raises(ValueError, match="init='random' has no warm-up"):
+        CplMixVAE(adata, n_categories=6).train(**QUICK, init="random", init_labels="given")
+    with pytest.raises(ValueError, match="7 distinct labels but the model has n_categories=6"):
+        CplMixVAE(adata, n_categories=6).train(**QUICK, init_labels=np.arange(adata.n_obs) % 7)
+
+
+def test_warmup_ce_ignores_cells_without_a_label():
+    """The warm-up's cross-entropy averages over labelled cells only, and is 0 without any."""
+    import torch
+
+    m = cplmix_sc.module.CplMixVAEModule(n_input=5, n_categories=3)
+    m.start_partial = True
+    log_p = torch.log_softmax(torch.randn(2, 4, 3), -1)
+    target = torch.tensor([0, -100, 2, -100]).expand(2, -1)
+    want = -(log_p[:, 0, 0].sum() + log_p[:, 2, 2].sum()) / 4
+    torch.testing.assert_close(m._warmup_ce(log_p, target), want)
+    assert float(m._warmup_ce(log_p, torch.full((2, 4), -100))) == 0.0
+
+
+def test_pretrain_epochs_is_a_deprecated_name_for_warmup_epochs(easy_sim):
+    CplMixVAE.setup_anndata(easy_sim)
+    model = CplMixVAE(easy_sim, n_categories=4)
+    with pytest.warns(FutureWarning, match="now called `warmup_epochs`"):
+        model.train(max_epochs=2, pretrain_epochs=1, batch_size=128, enable_progress_bar=False,
+                    annotate=False)
 
 
 def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
@@ -192,7 +91,7 @@ def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
     from cplmix_sc.start._graph import leiden_n_clusters
 
     scvi.settings.seed = 0
-    _setup(easy_sim)
+    CplMixVAE.setup_anndata(easy_sim)
     model = CplMixVAE(easy_sim, n_categories=4)
     model._fit_start("leiden", 1.0, None)
     m = model.module
@@ -207,6 +106,7 @@ def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
     assert scores["ari"] >= 0.9, scores
     labels = leiden_n_clusters(np.random.default_rng(0).normal(size=(60, 3)), k=3, seed=0)
     assert labels.min() >= 0 and labels.max() <= 2
+
 
 
 def test_graph_start_joins_the_pieces_of_stretched_types():
@@ -236,6 +136,7 @@ def test_graph_start_joins_the_pieces_of_stretched_types():
     assert all(len(set(types[loose == c])) == 1 for c in range(n_communities))  # all pure
 
 
+
 def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
     """train(init_resolution=...) sets the Leiden resolution of the start, and a lower one
     gives fewer starting categories; it is checked like every other argument."""
@@ -259,6 +160,7 @@ def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
     assert n_lo < n_hi
     with pytest.raises(ValueError, match=r"`init_resolution` must be in \(0.0, inf\)"):
         CplMixVAE(easy_sim, n_categories=4).train(**QUICK, init_resolution=0)
+
 
 
 @pytest.mark.parametrize("state_effect", [3.0, 0.0])
@@ -290,6 +192,7 @@ def test_state_program_genes_finds_the_state_not_the_markers(state_effect, n_sil
     else:
         assert flagged.get("activity", 0) == 0
         assert (~keep).sum() <= 0.03 * (400 + n_silent)  # the z > 3 tail
+
 
 
 def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
@@ -394,6 +297,7 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     assert random_start.init_excluded_genes_ is None
 
 
+
 def test_graph_start_leaves_torch_thread_count_alone():
     # numba's OpenMP layer (UMAP connectivities inside sc.pp.neighbors) used to reset PyTorch
     # to all cores, overriding torch.set_num_threads(1) for the rest of the process
@@ -409,32 +313,6 @@ def test_graph_start_leaves_torch_thread_count_alone():
         torch.set_num_threads(before)
 
 
-def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
-    from lightning.pytorch.callbacks import Callback
-
-    from cplmix_sc.train import CouplingWarmup
-
-    assert [CouplingWarmup(8, 0.5).scale(e) for e in range(8)] == [0, 0, 0.3, 0.3, 1, 1, 1, 1]
-    assert {CouplingWarmup(8, 0.0).scale(e) for e in range(8)} == {1.0}
-
-    seen = []
-
-    class Spy(Callback):  # runs after the warm-up callback: records what each epoch trains with
-        def on_train_epoch_end(self, trainer, pl_module):
-            seen.append((pl_module.module.phase, pl_module.module.coupling_scale))
-
-    scvi.settings.seed = 0
-    CplMixVAE.setup_anndata(easy_sim)
-    model = CplMixVAE(easy_sim, n_categories=4)
-    model.train(**{**QUICK, "max_epochs": 8, "warmup_epochs": 1}, callbacks=[Spy()])
-    assert seen == [("warmup", 1.0)] + [("mixture", s) for s in (0, 0, 0.3, 0.3, 1, 1, 1, 1)]
-    assert model.module.coupling_scale == 1.0  # saved models use full coupling
-    seen.clear()  # a second train() (as prune()'s fine-tuning) keeps full coupling throughout
-    model.train(**{**QUICK, "max_epochs": 4}, callbacks=[Spy()])
-    assert seen == [("mixture", 1.0)] * 4
-    with pytest.raises(ValueError, match="coupling_warmup"):
-        model.train(**QUICK, coupling_warmup=1.5)
-
 
 def test_graph_start_on_one_or_two_cells():
     # found by the property test: scanpy's neighbour graph fails with a single neighbour
@@ -443,3 +321,59 @@ def test_graph_start_on_one_or_two_cells():
     rep = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
     assert graph_start(rep, 3, seed=0).tolist() == [0, 1]
     assert graph_start(rep[:1], 3, seed=0).tolist() == [0]
+
+
+def test_start_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
+    from sklearn.decomposition import PCA
+
+    from cplmix_sc.module import log_normalise
+
+    x = sp.csr_matrix(easy_sim.X)
+    mean, comps, pcs = pca_mod.log_pca(x, 3, seed=0)
+    # small data: exactly the historical path (dense log-normalise + sklearn PCA)
+    dense = torch.as_tensor(x.toarray(), dtype=torch.float32)
+    logx = log_normalise(dense, dense.sum(-1, keepdim=True)).numpy()
+    ref = PCA(3, random_state=0).fit(logx)
+    np.testing.assert_array_equal(comps, ref.components_)
+    np.testing.assert_array_equal(mean, ref.mean_)
+    np.testing.assert_array_equal(pcs, ref.transform(logx))
+    old = pca_mod.MAX_DENSE_ENTRIES
+    try:
+        pca_mod.MAX_DENSE_ENTRIES = 200 * x.shape[1]  # fit on 200 cells, project in chunks
+        _, comps_s, pcs_s = pca_mod.log_pca(x, 3, seed=0)
+    finally:
+        pca_mod.MAX_DENSE_ENTRIES = old
+    # the main axis and the 3-PC subspace from half the cells are nearly the same
+    assert abs(float(comps[0] @ comps_s[0])) > 0.95
+    assert np.sum((comps_s @ comps.T) ** 2) / 3 > 0.85
+    assert pcs_s.shape == pcs.shape
+
+
+
+def test_start_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
+    """log_pca(genes=mask): the PCA of those genes of the log-normalised counts (cells still
+    normalised by their total over all genes), with zero loadings and mean elsewhere, so the
+    module's projection of any cell gives its PCs; both the dense and the chunked path."""
+    from sklearn.decomposition import PCA
+
+    from cplmix_sc.module import log_normalise
+
+    x = sp.csr_matrix(easy_sim.X)
+    genes = np.zeros(x.shape[1], dtype=bool)
+    genes[::3] = True
+    dense = torch.as_tensor(x.toarray(), dtype=torch.float32)
+    logx = log_normalise(dense, dense.sum(-1, keepdim=True)).numpy()
+    ref = PCA(3, random_state=0).fit(logx[:, genes])
+    old = pca_mod.MAX_DENSE_ENTRIES
+    try:
+        for limit in (old, 200 * x.shape[1]):  # whole, then fit on 200 cells in chunks
+            pca_mod.MAX_DENSE_ENTRIES = limit
+            mean, comps, pcs = pca_mod.log_pca(x, 3, seed=0, genes=genes)
+            assert comps.shape == (3, x.shape[1]) and mean.shape == (x.shape[1],)
+            assert not comps[:, ~genes].any() and not mean[~genes].any()
+            np.testing.assert_allclose((logx - mean) @ comps.T, pcs, atol=1e-4)
+            if limit == old:
+                np.testing.assert_array_equal(comps[:, genes], ref.components_)
+                np.testing.assert_array_equal(pcs, ref.transform(logx[:, genes]))
+    finally:
+        pca_mod.MAX_DENSE_ENTRIES = old
