@@ -26,7 +26,6 @@ here):
 from __future__ import annotations
 
 import gzip
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,12 +36,15 @@ import scipy.io
 import scipy.sparse as sp
 
 from ._registry import (
+    READ_ERRORS,
     REGISTRY,
     DatasetFileError,
     DatasetNotFoundError,
+    damaged_file,
     data_dir,
     fetch,
     manual_steps,
+    read_csv,
 )
 
 DATASETS = ("10X_cells_v2_AIBS", "10X_cells_v3_AIBS")
@@ -51,7 +53,6 @@ ANNOTATION_FILES = ("cluster.annotation.csv", "cluster.membership.csv")
 LABELS = ("class_label", "subclass_label", "cluster_label")
 #: what reading a cut, damaged or garbled file raises (gzip: EOFError/BadGzipFile/zlib.error;
 #: h5py: OSError; scipy.io.mmread and pandas: ValueError and its subclasses)
-READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError, KeyError)
 #: first lines of barcode.tsv / features.tsv taken for a header (compared in lower case)
 BARCODE_HEADERS = {"", "x", "barcode", "barcodes", "cell", "cells", "cell_id", "cell_name",
                    "cell_names", "sample_name", "name", "names"}
@@ -99,21 +100,6 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _damaged(path: Path, err: BaseException) -> DatasetFileError:
-    return DatasetFileError(
-        f"{path} cannot be read ({type(err).__name__}: {str(err).strip()}); the file is damaged or "
-        f"incomplete (e.g. a cut download). {REFETCH}"
-    )
-
-
-def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` whose parse errors name the file."""
-    try:
-        return pd.read_csv(path, **kwargs)
-    except READ_ERRORS as err:
-        raise _damaged(path, err) from err
-
-
 def _count_mismatch(path: Path, what: str, found: int, header: str | None, matrix: str,
                     n: int, axis: str, hint: str = "") -> DatasetFileError:
     after = f" after its header line {header!r}" if header is not None else ""
@@ -141,7 +127,7 @@ def _read_barcodes(path: Path, n: int, matrix: str) -> np.ndarray:
                     lines.append(line)
                     rows.append([f.strip().strip('"').strip() for f in line.split(",")])
     except READ_ERRORS as err:
-        raise _damaged(path, err) from err
+        raise damaged_file(path, err, REFETCH) from err
     first = rows[0] if rows else None
     has_header = first is not None and (
         (len(first) > 1 and first[0] == "") or first[-1].lower() in BARCODE_HEADERS
@@ -170,7 +156,7 @@ def _read_features(path: Path, n: int, matrix: str) -> pd.DataFrame:
         with _open(path) as fh:
             feats = pd.read_csv(fh, sep="\t", header=None, dtype=str, na_filter=False)
     except READ_ERRORS as err:
-        raise _damaged(path, err) from err
+        raise damaged_file(path, err, REFETCH) from err
     header = None
     if len(feats) and str(feats.iat[0, 0]).strip().lower() in FEATURE_HEADERS:
         header = "\t".join(feats.iloc[0].astype(str))
@@ -189,7 +175,7 @@ def _read_mtx(folder: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
         with _open(path) as fh:
             m = scipy.io.mmread(fh)
     except READ_ERRORS as err:
-        raise _damaged(path, err) from err
+        raise damaged_file(path, err, REFETCH) from err
     m = sp.csr_matrix(m.T, dtype=np.float32)  # cells x genes
     var = _read_features(_existing(folder / "features.tsv.gz"), m.shape[1], path.name)
     return m, _read_barcodes(folder / "barcode.tsv", m.shape[0], path.name), var
@@ -211,7 +197,7 @@ def _read_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
             data, indices, indptr = g["data"][:], g["indices"][:], g["indptr"][:]
             barcodes = g["barcodes"][:].astype(str)
     except (StopIteration, *READ_ERRORS) as err:
-        raise _damaged(path, err) from err
+        raise damaged_file(path, err, REFETCH) from err
     lengths = {"barcodes": (len(barcodes), shape[1]), "genes": (len(ids), shape[0]),
                "indptr": (len(indptr), shape[1] + 1)}
     wrong = {k: v for k, v in lengths.items() if v[0] != v[1]}
@@ -224,7 +210,7 @@ def _read_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, pd.DataFrame]:
     try:
         m = sp.csc_matrix((data, indices, indptr), shape=shape)
     except ValueError as err:
-        raise _damaged(path, err) from err
+        raise damaged_file(path, err, REFETCH) from err
     return (
         sp.csr_matrix(m.T, dtype=np.float32),
         np.asarray(barcodes, dtype=object),
@@ -267,14 +253,14 @@ def _read_dataset(folder: Path, name: str, qc: bool) -> ad.AnnData:
         x, barcodes, var = _read_mtx(folder)
         h5 = False
     membership_path = folder / "cluster.membership.csv"
-    membership = _read_csv(membership_path, index_col=0)
+    membership = read_csv(membership_path, REFETCH, index_col=0)
     if membership.shape[1] < 1:
         raise DatasetFileError(f"{membership_path} needs a cluster id column.")
     membership = membership.iloc[:, [0]].set_axis(["cluster_id"], axis=1)
     membership.index = membership.index.astype(str)
     _refuse_duplicates(membership.index, membership_path, "cell(s)")
     annotation_path = folder / "cluster.annotation.csv"
-    annotation = _read_csv(annotation_path)
+    annotation = read_csv(annotation_path, REFETCH)
     annotation = annotation.loc[:, ~annotation.columns.str.startswith("Unnamed:")]
     if "cluster_id" not in annotation:
         raise DatasetFileError(f"{annotation_path} lacks a 'cluster_id' column.")
@@ -288,12 +274,12 @@ def _read_dataset(folder: Path, name: str, qc: bool) -> ad.AnnData:
             f"{name}: cluster ids of cluster.membership.csv not in the annotation."
         )
     if qc:
-        passed = _read_csv(folder / "QC.csv", index_col=0)
+        passed = read_csv(folder / "QC.csv", REFETCH, index_col=0)
         col = "x" if "x" in passed else passed.columns[0]
         obs = obs.loc[obs.index.isin(passed[col].astype(str))]
     meta_path = folder / "sample_metadata.csv"
     if meta_path.is_file():
-        meta = _read_csv(meta_path, index_col=0, low_memory=False)
+        meta = read_csv(meta_path, REFETCH, index_col=0, low_memory=False)
         meta.index = meta.index.astype(str)
         _refuse_duplicates(meta.index, meta_path, "cell(s)")
         meta = meta.drop(columns=[c for c in meta if c in obs])

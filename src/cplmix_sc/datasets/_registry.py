@@ -30,8 +30,11 @@ URL provenance (none was fetched from here; each was read in public code that do
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -186,3 +189,23 @@ def _retrieve(pooch, remote: Remote, dest: Path, processor) -> Path:
         progressbar=False,
     )
     return Path(out[0]).parent if isinstance(out, list) and out else Path(out)
+
+
+#: what reading a cut, damaged or garbled file raises
+READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError, KeyError)
+
+
+def damaged_file(path: Path, err: BaseException, refetch: str, where: str = "") -> DatasetFileError:
+    """The error for a file that cannot be read: names the file, the cause and how to refetch."""
+    return DatasetFileError(
+        f"{path} cannot be read{where} ({type(err).__name__}: {str(err).strip()}); the file "
+        f"is damaged or incomplete (e.g. a cut download). {refetch}"
+    )
+
+
+def read_csv(path: Path, refetch: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose parse errors name the file (:func:`damaged_file`)."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except READ_ERRORS as err:
+        raise damaged_file(path, err, refetch) from err

@@ -22,7 +22,6 @@ and columns), as its name and the human MTG release of the same date suggest.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._registry import DatasetFileError, DatasetNotFoundError, data_dir, fetch, manual_steps
+from ._registry import (
+    READ_ERRORS,
+    DatasetFileError,
+    DatasetNotFoundError,
+    damaged_file,
+    data_dir,
+    fetch,
+    manual_steps,
+    read_csv,
+)
 
 RELEASE = "2018-06-14"
 KINDS = ("exon-matrix", "intron-matrix", "genes-rows", "samples-columns")
@@ -46,7 +54,6 @@ PAPER_RENAME = {
 }
 CHUNK_GENES = 1000
 #: what pandas raises on a cut or garbled CSV (ParserError and EmptyDataError are ValueErrors)
-READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, UnicodeDecodeError)
 
 
 def _refetch(path: Path) -> str:
@@ -56,21 +63,6 @@ def _refetch(path: Path) -> str:
         "still there: the zip is not unpacked again) and download it again with "
         "tasic2018(path, download=True), or unzip the release's zip again."
     )
-
-
-def _damaged(path: Path, err: BaseException, where: str = "") -> DatasetFileError:
-    return DatasetFileError(
-        f"{path} cannot be read{where} ({type(err).__name__}: {str(err).strip()}); the file "
-        f"is damaged or incomplete (e.g. a cut download). {_refetch(path)}"
-    )
-
-
-def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` whose parse errors name the file."""
-    try:
-        return pd.read_csv(path, **kwargs)
-    except READ_ERRORS as err:
-        raise _damaged(path, err) from err
 
 
 def _file_name(region: str, kind: str) -> str:
@@ -108,7 +100,7 @@ def _read_counts(path: Path, columns: np.ndarray, gene_ids: np.ndarray) -> sp.cs
     are kept. Rows must be the genes of ``gene_ids`` in that order.
     """
     blocks, ids = [], []
-    reader = _read_csv(path, index_col=0, chunksize=CHUNK_GENES)
+    reader = read_csv(path, _refetch(path), index_col=0, chunksize=CHUNK_GENES)
     row = 0
     while True:
         try:
@@ -116,11 +108,12 @@ def _read_counts(path: Path, columns: np.ndarray, gene_ids: np.ndarray) -> sp.cs
         except StopIteration:
             break
         except READ_ERRORS as err:
-            raise _damaged(path, err, f" after {row} gene rows") from err
+            raise damaged_file(path, err, _refetch(path), f" after {row} gene rows") from err
         try:
             values = chunk.to_numpy(dtype=np.float64)[:, columns]
         except ValueError as err:  # a text field among the counts
-            raise _damaged(path, err, f" in gene rows {row + 1}-{row + len(chunk)}") from err
+            raise damaged_file(path, err, _refetch(path),
+                               f" in gene rows {row + 1}-{row + len(chunk)}") from err
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
             gene = chunk.index[np.flatnonzero(~finite)[0]]
@@ -157,7 +150,7 @@ def _read_counts(path: Path, columns: np.ndarray, gene_ids: np.ndarray) -> sp.cs
 
 
 def _header(path: Path) -> pd.Index:
-    return _read_csv(path, index_col=0, nrows=0).columns
+    return read_csv(path, _refetch(path), index_col=0, nrows=0).columns
 
 
 def _refuse_duplicates(names: pd.Series, where: str) -> None:
@@ -258,49 +251,13 @@ def tasic2018(
 
     xs, exons, obss, var = [], [], [], None
     for region in regions:
-        genes = _read_csv(files[region, "genes-rows"])
-        if "gene_symbol" not in genes or "gene_entrez_id" not in genes:
-            raise DatasetFileError(
-                f"{files[region, 'genes-rows']} lacks gene_symbol/gene_entrez_id columns."
-            )
-        if var is None:
-            var = genes
-        elif not np.array_equal(
-            var["gene_entrez_id"].to_numpy(), genes["gene_entrez_id"].to_numpy()
-        ):
-            this, first = files[region, "genes-rows"], files[regions[0], "genes-rows"]
-            raise DatasetFileError(
-                f"The regions' genes-rows.csv files list different genes ({this} differs "
-                f"from {first})."
-            )
-        samples_path = files[region, "samples-columns"]
-        samples = _read_csv(samples_path, encoding_errors="replace", low_memory=False)
-        for col in ("sample_name", "class", "subclass", "cluster"):
-            if col not in samples:
-                raise DatasetFileError(f"{samples_path} lacks column {col!r}.")
-        samples["sample_name"] = samples["sample_name"].astype(str)
-        _refuse_duplicates(samples["sample_name"], str(samples_path))
-        samples["region"] = region
-        keep = _paper_mask(samples) if paper_selection else np.ones(len(samples), bool)
-        samples = samples.loc[keep]
-
-        header = _header(files[region, "exon-matrix"]).astype(str)
-        position = header.get_indexer(samples["sample_name"])
-        if (position < 0).any():
-            lost = samples["sample_name"].to_numpy()[position < 0][:3]
-            raise DatasetFileError(
-                f"{(position < 0).sum()} samples of {samples_path.name} are not columns of "
-                f"{files[region, 'exon-matrix']}, e.g. {list(lost)}."
-            )
-        exon = _read_counts(files[region, "exon-matrix"], position, genes["gene_entrez_id"])
-        if exons_and_introns:
-            intron_path = files[region, "intron-matrix"]
-            if not _header(intron_path).astype(str).equals(header):
-                raise DatasetFileError(f"{intron_path}'s columns differ from the exon matrix's.")
-            xs.append(exon + _read_counts(intron_path, position, genes["gene_entrez_id"]))
+        genes = _region_genes(files, region, regions[0], var)
+        var = genes if var is None else var
+        samples, x, exon = _read_region(files, region, genes, paper_selection,
+                                        exons_and_introns)
+        xs.append(x)
+        if exon is not None:
             exons.append(exon)
-        else:
-            xs.append(exon)
         obss.append(samples)
 
     obs = pd.concat(obss, ignore_index=True)
@@ -330,6 +287,54 @@ def tasic2018(
         "paper_selection": paper_selection,
     }
     return adata
+
+
+def _region_genes(files: dict, region: str, first_region: str, var) -> pd.DataFrame:
+    """A region's ``genes-rows.csv``, checked against the first region's genes."""
+    genes_path = files[region, "genes-rows"]
+    genes = read_csv(genes_path, _refetch(genes_path))
+    if "gene_symbol" not in genes or "gene_entrez_id" not in genes:
+        raise DatasetFileError(f"{genes_path} lacks gene_symbol/gene_entrez_id columns.")
+    if var is not None and not np.array_equal(
+        var["gene_entrez_id"].to_numpy(), genes["gene_entrez_id"].to_numpy()
+    ):
+        raise DatasetFileError(
+            f"The regions' genes-rows.csv files list different genes ({genes_path} differs "
+            f"from {files[first_region, 'genes-rows']})."
+        )
+    return genes
+
+
+def _read_region(files: dict, region: str, genes: pd.DataFrame, paper_selection: bool,
+                 exons_and_introns: bool):
+    """One region's selected samples and their counts: ``(samples, X, exon or None)``."""
+    samples_path = files[region, "samples-columns"]
+    samples = read_csv(samples_path, _refetch(samples_path), encoding_errors="replace",
+                       low_memory=False)
+    for col in ("sample_name", "class", "subclass", "cluster"):
+        if col not in samples:
+            raise DatasetFileError(f"{samples_path} lacks column {col!r}.")
+    samples["sample_name"] = samples["sample_name"].astype(str)
+    _refuse_duplicates(samples["sample_name"], str(samples_path))
+    samples["region"] = region
+    keep = _paper_mask(samples) if paper_selection else np.ones(len(samples), bool)
+    samples = samples.loc[keep]
+
+    header = _header(files[region, "exon-matrix"]).astype(str)
+    position = header.get_indexer(samples["sample_name"])
+    if (position < 0).any():
+        lost = samples["sample_name"].to_numpy()[position < 0][:3]
+        raise DatasetFileError(
+            f"{(position < 0).sum()} samples of {samples_path.name} are not columns of "
+            f"{files[region, 'exon-matrix']}, e.g. {list(lost)}."
+        )
+    exon = _read_counts(files[region, "exon-matrix"], position, genes["gene_entrez_id"])
+    if not exons_and_introns:
+        return samples, exon, None
+    intron_path = files[region, "intron-matrix"]
+    if not _header(intron_path).astype(str).equals(header):
+        raise DatasetFileError(f"{intron_path}'s columns differ from the exon matrix's.")
+    return samples, exon + _read_counts(intron_path, position, genes["gene_entrez_id"]), exon
 
 
 def select_paper_genes(
