@@ -83,10 +83,9 @@ class CplMixVAEModule(BaseModuleClass):
     input_dropout
         Dropout on the encoders' input (sec. L.1).
     state_dropout
-        Dropout on the state before decoding (sec. L.1). ``0.5`` stops the decoder from
-        explaining type differences with the state (Zeisel level2 ARI 0.41 instead of 0.35)
-        but the state then collapses on the simulator (state recovery 0.3 instead of 0.8);
-        the default keeps the state meaningful.
+        Dropout on the state before decoding (sec. L.1). A large value stops the decoder
+        from explaining type differences with the state but can collapse the state; the
+        default keeps the state meaningful (``docs/model.md``).
     n_start_pcs
         Principal components of the start's PCA (see :meth:`set_start`).
     warmup_weight
@@ -94,8 +93,8 @@ class CplMixVAEModule(BaseModuleClass):
         be large: the reconstruction term is thousands of nats per cell.
     decoder
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
-        plus a linear effect of the state (monotone traversals by construction; it measured
-        worse on Zeisel, ARI 0.30).
+        plus a linear effect of the state (monotone traversals by construction; less accurate
+        types, ``docs/model.md``).
     augmenter_kwargs
         Constructor arguments of an :class:`~cplmix_sc.module.AugmenterModule`; required by
         ``augmentation="learned"``. The augmenter is built here (so save/load rebuild it and

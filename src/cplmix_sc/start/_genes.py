@@ -62,8 +62,8 @@ def state_program_genes(
 
     With ``max_communities``, nothing is flagged when the first round (every gene) finds more
     communities than that: the graph start then merges communities down to ``k`` along the
-    graph, which joins the pieces of a stretched type already, and leaving genes out there
-    measured worse (Zeisel at 7 categories: ARI 0.66 instead of 0.75, 3 seeds).
+    graph, which joins the pieces of a stretched type already (leaving genes out there
+    measured worse: ``docs/model.md``, "Choosing K").
 
     Parameters
     ----------

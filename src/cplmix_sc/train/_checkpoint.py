@@ -49,7 +49,7 @@ class ResumableCheckpoint(Callback):
 
     The file ``dirpath / "last.ckpt"`` is replaced atomically at the end of every
     ``every_n_epochs``-th epoch and of the phase's last epoch. Besides what Lightning saves
-    (module parameters *and* buffers, e.g. the warm-up's k-means start and the usage prior,
+    (module parameters *and* buffers, e.g. the start's PCA and centres and the usage prior,
     optimiser state, epoch and step counters), the checkpoint holds the random number
     generators' states, so that a resumed run draws the same mini-batches, augmentations and
     Gumbel noise as an uninterrupted one, and ``meta``: the phase, whether it is complete and
