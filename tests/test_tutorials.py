@@ -38,6 +38,7 @@ def test_notebook_has_no_stored_outputs(path):
             assert cell.execution_count is None, f"{path.name}: clear the execution counts"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("CPLMIX_TUTORIAL_QUICK", "1")

@@ -166,6 +166,7 @@ def test_clear_errors(easy_sim):
         model.train(max_epochs=1, init="gmm")
 
 
+@pytest.mark.slow
 def test_recovers_types_and_state_on_simulated_data():
     """The point of the package: types and the type-dependent state come back."""
     scvi.settings.seed = 0
@@ -187,6 +188,7 @@ def test_recovers_types_and_state_on_simulated_data():
     assert unresponsive and max(rho[t] for t in unresponsive) < 0.3, rho
 
 
+@pytest.mark.slow
 def test_coupling_warmup_schedule_reaches_the_loss_and_resets(easy_sim):
     from lightning.pytorch.callbacks import Callback
 

@@ -508,6 +508,7 @@ def test_resume_refits_the_start_on_the_same_genes(tmp_path):
     np.testing.assert_allclose(model.get_type_probabilities(), probs, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_with_the_auto_start_keeps_its_genes(tmp_path):
     """init_exclude_genes="auto" (the default) finds genes to leave out; a resumed run uses
     the same genes (kept in the checkpoint, not searched again), lists them in

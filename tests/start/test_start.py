@@ -86,6 +86,7 @@ def test_pretrain_epochs_is_a_deprecated_name_for_warmup_epochs(easy_sim):
                     annotate=False)
 
 
+@pytest.mark.slow
 def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
     """init="leiden": the start is a per-cell Leiden labelling, looked up exactly."""
     from cplmix_sc.start._graph import leiden_n_clusters
@@ -195,6 +196,7 @@ def test_state_program_genes_finds_the_state_not_the_markers(state_effect, n_sil
 
 
 
+@pytest.mark.slow
 def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     """Leaving the state's genes out of the start's PCA stops the graph start from cutting
     types along the state: fewer starting communities, closer to the types; the left-out

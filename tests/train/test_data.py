@@ -206,6 +206,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_prune_and_annotate_once(tmp_path):
     import json
     import os
