@@ -613,7 +613,7 @@ def test_broken_checkpoint_and_model_files_get_our_error(trained, tmp_path, cont
     with pytest.raises(ValueError, match=r"last\.ckpt' is not a readable checkpoint"):
         _fresh_model().train(**TINY, resume=ckpt)
     with pytest.raises(ValueError, match=r"model\.pt' is not a readable saved model"):
-        CplMixVAE.load(saved)
+        CplMixVAE.load(saved, adata=model.adata.copy())
 
 
 def test_load_from_a_folder_without_a_model(tmp_path):

@@ -21,7 +21,7 @@ from scvi.train import TrainingPlan
 
 from .._validation import check_choice, check_int, check_key_added, check_number
 from ..start import INITS, Start, fit_start, start_genes, start_labels_from
-from ..train import CouplingWarmup, NonFiniteGuard, ResumableCheckpoint
+from ..train import CouplingWarmup, NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
 from ..train._checkpoint import (
     CHECKPOINT_KEY,
     CHECKPOINT_NAME,
@@ -359,6 +359,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                                         run["labels"])
                 meta["init_excluded"] = _left_out(start.genes)
             self._fit_phase(run, fit_kwargs, "warmup", run["warmup_epochs"], resume_path)
+            run["warmup_done"] = True
             resume_path = None
         if phase in ("warmup", "mixture"):
             self._fit_phase(run, fit_kwargs, "mixture", run["max_epochs"], resume_path)
@@ -387,6 +388,12 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             UnsupervisedTrainingMixin.train(
                 self, max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path, **kwargs
             )
+        except NonFiniteLossError as err:
+            # the kept weights are trained if any epoch finished (a completed warm-up counts)
+            if err.epochs_done > 0 or (phase == "mixture" and run.get("warmup_done")):
+                self.is_trained_ = True
+                self.module.eval()
+            raise
         finally:
             self.module.phase = "mixture"
             dm = kwargs.get("datamodule")

@@ -8,7 +8,13 @@ from lightning.pytorch import Callback
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss or gradient; the last good weights were kept."""
+    """Training produced a NaN or infinite loss or gradient; the last good weights were kept.
+
+    ``phase`` and ``epochs_done`` (complete epochs of that phase, whose weights were kept) say
+    how far training got."""
+
+    phase: str = "mixture"
+    epochs_done: int = 0
 
 
 class NonFiniteGuard(Callback):
@@ -130,12 +136,14 @@ class NonFiniteGuard(Callback):
             )
         else:  # pragma: no cover - the snapshot is taken before the first step
             kept = "no earlier weights were available"
-        raise NonFiniteLossError(
+        error = NonFiniteLossError(
             f"Training stopped in epoch {epoch + 1} of {trainer.max_epochs} of the {self.phase} "
             f"phase (step {trainer.global_step}): {what}. Likely cause: {cause}. To keep the "
             f"model safe, {kept}; train again with a smaller lr, or resume from a checkpoint "
             "(train(checkpoint_dir=..., resume=True))."
         )
+        error.phase, error.epochs_done = self.phase, epoch
+        raise error
 
 
 class CouplingWarmup(Callback):
