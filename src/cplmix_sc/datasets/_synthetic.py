@@ -65,7 +65,8 @@ def synthetic(
     Returns
     -------
     AnnData with counts in ``.X``; ``obs["type"]``, ``obs["state"]``, ``obs["responsive"]``;
-    ``var["role"]``, ``var["marker_of"]``; ``varm["slopes"]`` (genes x types β) and
+    ``var["role"]``, ``var["marker_of"]``, ``var["base"]`` (``b_g``); ``varm["slopes"]``
+    (genes x types β), ``varm["type_effects"]`` (genes x types ``m_tg``) and
     ``uns["simulation"]`` (the parameters).
     """
     n_special = n_types * n_markers + n_activity + n_housekeeping
@@ -128,6 +129,8 @@ def synthetic(
     )
     adata = ad.AnnData(X=sp.csr_matrix(counts) if sparse else counts, obs=obs, var=var)
     adata.varm["slopes"] = slopes.T.astype(np.float32)
+    adata.var["base"] = base.astype(np.float32)
+    adata.varm["type_effects"] = effects.T.astype(np.float32)
     adata.uns["simulation"] = {
         "n_types": n_types,
         "state_effect": state_effect,

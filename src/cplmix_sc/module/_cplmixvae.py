@@ -302,6 +302,19 @@ class CplMixVAEModule(BaseModuleClass):
         onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
         return self.state_mean(self.state_encoder(torch.cat([bottleneck, onehot], dim=-1)))
 
+    def state_posterior_given_category(
+        self, bottleneck: torch.Tensor, category_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``q(s|x, c)``, ``c`` one-hot at ``category_index``, ``(A, B, S)``.
+
+        ``category_index`` is ``(B,)`` (the same type for every arm); used to sample states
+        given a sampled type (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
+        """
+        onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
+        onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
+        hs = self.state_encoder(torch.cat([bottleneck, onehot], dim=-1))
+        return self.state_mean(hs), self.state_logvar(hs).clamp(-12.0, 8.0).exp()
+
     def _batch_onehot(self, batch_index: torch.Tensor, n_arms: int) -> torch.Tensor:
         onehot = F.one_hot(batch_index.view(-1).long(), self.n_batch).float()
         return onehot.unsqueeze(0).expand(n_arms, -1, -1)
@@ -378,6 +391,23 @@ class CplMixVAEModule(BaseModuleClass):
         logvar = self.gene_param
         nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))
         return nll.sum(-1)
+
+    def generative_terms(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """The generative model's terms per arm and cell, ``(A, B)`` each.
+
+        ``"reconstruction"``: ``-log p(x | s_a, c_a)`` of the unperturbed cell;
+        ``"kl"``: ``KL(q(s|x, c) || N(0, I))``. The same terms as in :meth:`loss`, without the
+        ``w`` factor, the coupling, usage, entropy and warm-up terms.
+        """
+        nll = self.reconstruction_nll(tensors[REGISTRY_KEYS.X_KEY], generative_outputs["decoded"])
+        qs_m, qs_v = inference_outputs["qs_m"], inference_outputs["qs_v"]
+        kl_s = 0.5 * (qs_m.pow(2) + qs_v - qs_v.log() - 1.0).sum(-1)
+        return {"reconstruction": nll, "kl": kl_s}
 
     def loss(
         self,
