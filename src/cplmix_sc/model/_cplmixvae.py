@@ -52,6 +52,7 @@ from ..train._callbacks import (
 )
 from ..train._data import DeviceDataSplitter
 from ._augmenter import Augmenter
+from ._ecosystem import EcosystemMixin
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _jsonable(value):
     return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
-class CplMixVAE(UnsupervisedTrainingMixin, BaseModelClass):
+class CplMixVAE(EcosystemMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Coupled mixture VAEs: discrete cell types and a type-dependent continuous state.
 
     Each of ``n_arms`` autoencoders sees its own perturbed copy of every cell and infers a
