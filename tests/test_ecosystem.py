@@ -170,22 +170,55 @@ def _true_lfc(adata) -> pd.DataFrame:
                         columns=adata.var_names)
 
 
-def test_differential_expression_recovers_the_simulated_truth(trained):
-    """The issue's check: found types >= 80% one true type; top 10 by lfc_mean vs top 20 true."""
-    adata = trained.adata
+def _recovery(model) -> tuple[float, float, int]:
+    """The issue's check: for found types >= 80% one true type, the fraction of the top 10
+    genes by ``lfc_mean`` among the true type's 20 largest true log-fold changes (mean over
+    such types); the same for the empirical log-fold change of normalised counts; and the
+    number of such types."""
+    adata = model.adata
     truth = _true_lfc(adata)
-    de = trained.differential_expression(silent=True, all_stats=False)
+    de = model.differential_expression(silent=True, all_stats=False)
+    x = np.asarray(sp.csr_matrix(adata.X).multiply(1.0 / adata.X.sum(1)).todense())
     tab = pd.crosstab(adata.obs["cpl_type"], adata.obs["type"])
-    overlaps = []
+    model_hits, empirical_hits = [], []
     for found, row in tab.iterrows():
         if row.max() < 0.8 * row.sum():
             continue
         true_top = set(truth.loc[row.idxmax()].nlargest(20).index)
         top = de[de["group1"] == found]["lfc_mean"].nlargest(10).index
-        overlaps.append(len(true_top.intersection(top)) / 10)
-    assert overlaps, "no found type is at least 80% one true type"
-    print("top-10 overlaps per found type:", overlaps)
-    assert np.mean(overlaps) >= 0.7, overlaps
+        model_hits.append(len(true_top.intersection(top)) / 10)
+        inside = (adata.obs["cpl_type"] == found).to_numpy()
+        emp = np.log2(x[inside].mean(0) + 1e-6) - np.log2(x[~inside].mean(0) + 1e-6)
+        emp_top = adata.var_names[np.argsort(-emp)[:10]]
+        empirical_hits.append(len(true_top.intersection(emp_top)) / 10)
+    assert model_hits, "no found type is at least 80% one true type"
+    return float(np.mean(model_hits)), float(np.mean(empirical_hits)), len(model_hits)
+
+
+def test_differential_expression_recovers_the_simulated_truth(trained):
+    """The issue's check on the small, well separated simulator of this module."""
+    hits, empirical, n = _recovery(trained)
+    print(f"top-10 recovery: DE {hits:.2f}, empirical {empirical:.2f} ({n} types)")
+    assert hits >= 0.7
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="open: measured 0.59 (empirical log-fold change of the found types: 0.66; 11 types) "
+    "on synthetic()'s defaults with train()'s defaults, seed 0; the issue asks 0.7",
+)
+def test_differential_expression_recovers_the_default_simulator():
+    """The issue's check on ``synthetic()``'s defaults (12 types, weak markers, strong state),
+    with ``train()``'s defaults."""
+    scvi.settings.seed = 0
+    adata = cplmix_sc.datasets.synthetic()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=12)
+    model.train(enable_progress_bar=False)
+    hits, empirical, n = _recovery(model)
+    print(f"top-10 recovery: DE {hits:.2f}, empirical {empirical:.2f} ({n} types)")
+    assert hits >= 0.7
 
 
 def test_posterior_predictive_sample(trained):
