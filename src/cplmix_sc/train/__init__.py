@@ -9,6 +9,7 @@ from ._callbacks import (
 )
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
+from ._progress import PhaseSummary
 
 __all__ = [
     "AugmenterTrainingPlan",
@@ -19,5 +20,6 @@ __all__ = [
     "DeviceMatrix",
     "NonFiniteGuard",
     "NonFiniteLossError",
+    "PhaseSummary",
     "ResumableCheckpoint",
 ]
