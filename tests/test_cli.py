@@ -3,10 +3,10 @@ import json
 from cplmix_sc.cli import main
 
 
-def test_demo_writes_results(tmp_path, capsys):
+def test_demo_writes_results(tmp_path, capfd):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--max-epochs", "2", "--n-cells", "400",
-               "--n-top-genes", "300", "--n-categories", "7", "--no-progress"])
+               "--n-top-genes", "300", "--n-categories", "7"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_cells"] == 400 and metrics["n_genes"] == 300
@@ -19,4 +19,11 @@ def test_demo_writes_results(tmp_path, capsys):
 
     adata = ad.read_h5ad(out / "zeisel_cplmix.h5ad")
     assert "cpl_type" in adata.obs and "X_cpl_state" in adata.obsm
-    assert "ARI" in capsys.readouterr().out
+    stdout, stderr = capfd.readouterr()
+    assert "ARI" in stdout
+    # quiet by default: one line per phase, no Lightning messages or progress bars
+    lines = stdout.splitlines()
+    assert sum(line.startswith("warmup: ") for line in lines) == 1
+    assert sum(line.startswith("mixture: ") for line in lines) == 1
+    for noise in ("GPU available", "Tip:", "Epoch 1/"):
+        assert noise not in stdout + stderr

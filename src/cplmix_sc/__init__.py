@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, genesets, metrics, module, pl, tl, train
+from . import datasets, genesets, metrics, module, pl, start, tl, train
 from .model import Augmenter, CplMixVAE
 
 try:
@@ -18,6 +18,7 @@ __all__ = [
     "metrics",
     "module",
     "pl",
+    "start",
     "tl",
     "train",
 ]

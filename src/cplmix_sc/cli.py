@@ -46,7 +46,8 @@ def demo(
     n_cells
         Train on a random subset of this many cells (quick checks).
     progress
-        Show a progress bar.
+        Print one line per training phase (:class:`~cplmix_sc.train.PhaseSummary`); Lightning's
+        messages, warnings and per-phase progress bars are silenced either way.
 
     Returns
     -------
@@ -57,10 +58,13 @@ def demo(
 
     from . import CplMixVAE, datasets, metrics
     from .pl import demo_figure
+    from .train import PhaseSummary
+    from .train._progress import quiet_lightning
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scvi.settings.seed = seed
+    with quiet_lightning():
+        scvi.settings.seed = seed
     adata = datasets.zeisel2015()
     if n_cells is not None and n_cells < adata.n_obs:
         rng = np.random.default_rng(seed)
@@ -69,7 +73,9 @@ def demo(
     CplMixVAE.setup_anndata(adata)
     model = CplMixVAE(adata, n_categories=n_categories)
     start = time.perf_counter()
-    model.train(max_epochs=max_epochs, enable_progress_bar=progress)
+    with quiet_lightning():
+        model.train(max_epochs=max_epochs, enable_progress_bar=False,
+                    callbacks=[PhaseSummary()] if progress else None)
     seconds = time.perf_counter() - start
     result = {
         "dataset": "zeisel2015",

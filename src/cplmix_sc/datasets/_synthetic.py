@@ -65,7 +65,8 @@ def synthetic(
     Returns
     -------
     AnnData with counts in ``.X``; ``obs["type"]``, ``obs["state"]``, ``obs["responsive"]``;
-    ``var["role"]``, ``var["marker_of"]``; ``varm["slopes"]`` (genes x types β) and
+    ``var["role"]``, ``var["marker_of"]``, ``var["base"]`` (``b_g``); ``varm["slopes"]``
+    (genes x types β), ``varm["type_effects"]`` (genes x types ``m_tg``) and
     ``uns["simulation"]`` (the parameters).
     """
     n_special = n_types * n_markers + n_activity + n_housekeeping
@@ -107,13 +108,7 @@ def synthetic(
     mu = prop * lib[:, None]
     counts = rng.poisson(rng.gamma(dispersion, mu / dispersion)).astype(np.float32)
 
-    names = np.empty(n_genes, dtype=object)
-    names[: n_types * n_markers] = [
-        f"Mk{t}_{i}" for t in range(n_types) for i in range(n_markers)
-    ]
-    names[act] = [f"Ieg{i}" for i in range(act.sum())]
-    names[hk] = [f"Hkg{i}" for i in range(hk.sum())]
-    names[roles == "background"] = [f"Gene{i}" for i in range((roles == "background").sum())]
+    names = _gene_names(roles, n_types, n_markers)
     type_names = [f"T{t}" for t in range(n_types)]
     obs = pd.DataFrame(
         {
@@ -128,6 +123,8 @@ def synthetic(
     )
     adata = ad.AnnData(X=sp.csr_matrix(counts) if sparse else counts, obs=obs, var=var)
     adata.varm["slopes"] = slopes.T.astype(np.float32)
+    adata.var["base"] = base.astype(np.float32)
+    adata.varm["type_effects"] = effects.T.astype(np.float32)
     adata.uns["simulation"] = {
         "n_types": n_types,
         "state_effect": state_effect,
@@ -137,3 +134,14 @@ def synthetic(
         "seed": seed,
     }
     return adata
+
+
+def _gene_names(roles: np.ndarray, n_types: int, n_markers: int) -> np.ndarray:
+    """``Mk{type}_{i}`` markers, ``Ieg{i}`` activity, ``Hkg{i}`` housekeeping, ``Gene{i}``."""
+    names = np.empty(len(roles), dtype=object)
+    names[: n_types * n_markers] = [
+        f"Mk{t}_{i}" for t in range(n_types) for i in range(n_markers)
+    ]
+    for role, prefix in (("activity", "Ieg"), ("housekeeping", "Hkg"), ("background", "Gene")):
+        names[roles == role] = [f"{prefix}{i}" for i in range((roles == role).sum())]
+    return names

@@ -36,13 +36,16 @@ from ..module._augment import AUGMENTATIONS
 from ..module._likelihood import MAX_SPARSE_DENSITY
 from ..train import CplMixTrainingPlan
 from ._augmenter import Augmenter
+from ._ecosystem import EcosystemMixin
 from ._inference import InferenceMixin
 from ._pruning import PruningMixin
 from ._saving import SavingMixin
 from ._training import TrainingMixin
 
 
-class CplMixVAE(TrainingMixin, PruningMixin, InferenceMixin, SavingMixin, BaseModelClass):
+class CplMixVAE(
+    TrainingMixin, PruningMixin, InferenceMixin, EcosystemMixin, SavingMixin, BaseModelClass
+):
     """Coupled mixture VAEs: discrete cell types and a type-dependent continuous state.
 
     Each of ``n_arms`` autoencoders sees its own perturbed copy of every cell and infers a

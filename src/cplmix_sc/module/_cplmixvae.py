@@ -23,11 +23,12 @@ from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
 from ._likelihood import nb_nll
 from ._normalise import NORM_SCALE, log_normalise
+from ._start import StartMixin, _rename_teacher_buffers
 
 LIKELIHOODS = ("nb", "gaussian")
 USAGE_TARGETS = ("uniform", "start")
 DECODERS = ("mlp", "linear")
-class CplMixVAEModule(BaseModuleClass):
+class CplMixVAEModule(StartMixin, BaseModuleClass):
     """A coupled mixture VAEs: categorical type ``c`` and type-dependent state ``s`` per arm.
 
     Each arm (sec. B, L.1) encodes its copy of a cell to a ``D``-dimensional bottleneck,
@@ -301,6 +302,19 @@ class CplMixVAEModule(BaseModuleClass):
         onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
         return self.state_mean(self.state_encoder(torch.cat([bottleneck, onehot], dim=-1)))
 
+    def state_posterior_given_category(
+        self, bottleneck: torch.Tensor, category_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``q(s|x, c)``, ``c`` one-hot at ``category_index``, ``(A, B, S)``.
+
+        ``category_index`` is ``(B,)`` (the same type for every arm); used to sample states
+        given a sampled type (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
+        """
+        onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
+        onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
+        hs = self.state_encoder(torch.cat([bottleneck, onehot], dim=-1))
+        return self.state_mean(hs), self.state_logvar(hs).clamp(-12.0, 8.0).exp()
+
     def _batch_onehot(self, batch_index: torch.Tensor, n_arms: int) -> torch.Tensor:
         onehot = F.one_hot(batch_index.view(-1).long(), self.n_batch).float()
         return onehot.unsqueeze(0).expand(n_arms, -1, -1)
@@ -377,6 +391,23 @@ class CplMixVAEModule(BaseModuleClass):
         logvar = self.gene_param
         nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))
         return nll.sum(-1)
+
+    def generative_terms(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """The generative model's terms per arm and cell, ``(A, B)`` each.
+
+        ``"reconstruction"``: ``-log p(x | s_a, c_a)`` of the unperturbed cell;
+        ``"kl"``: ``KL(q(s|x, c) || N(0, I))``. The same terms as in :meth:`loss`, without the
+        ``w`` factor, the coupling, usage, entropy and warm-up terms.
+        """
+        nll = self.reconstruction_nll(tensors[REGISTRY_KEYS.X_KEY], generative_outputs["decoded"])
+        qs_m, qs_v = inference_outputs["qs_m"], inference_outputs["qs_v"]
+        kl_s = 0.5 * (qs_m.pow(2) + qs_v - qs_v.log() - 1.0).sum(-1)
+        return {"reconstruction": nll, "kl": kl_s}
 
     def loss(
         self,
@@ -463,77 +494,6 @@ class CplMixVAEModule(BaseModuleClass):
     def _refresh_active(self) -> None:
         self._pruned = not bool(self.category_mask.all())
         self.active_index = self.category_mask.nonzero().squeeze(-1)
-
-    # ------------------------------------------------------------------ the start
-    @torch.no_grad()
-    def set_start(
-        self,
-        mean: torch.Tensor,
-        loadings: torch.Tensor,
-        centers: torch.Tensor,
-        weights: torch.Tensor | None = None,
-        points: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> None:
-        """Store the start (a PCA of log-normalised counts and its categories) to warm up.
-
-        During the ``"warmup"`` phase each arm's ``q(c|x)`` is pulled (cross-entropy) towards
-        the start's label of the unperturbed cell (:meth:`start_labels`), so that all arms
-        start from the same categories with the same indices. Labels are computed from ``x``
-        on the fly, so no per-cell bookkeeping is needed and mini-batches can come from any
-        loader. ``weights`` (cells per category) set the usage term's target when
-        ``usage_target="start"``. With ``points`` (reference cells' PC coordinates) and their
-        ``labels``, a cell gets its nearest reference cell's label (a training cell finds
-        itself), which keeps partitions that are not Voronoi cells of the centres, such as a
-        graph clustering's; without them, its nearest centre's.
-        """
-        p = loadings.shape[1]
-        self.start_mean.copy_(mean)
-        self.start_loadings.zero_()
-        self.start_loadings[:, :p] = loadings
-        self.start_centers.zero_()
-        self.start_centers[:, :p] = centers
-        if weights is not None and self.usage_target == "start":
-            self.usage_prior.copy_(weights / weights.sum())
-        device = self.start_loadings.device
-        #: some reference cells have no starting category (label -1; from init_labels)
-        self.start_partial = labels is not None and bool((labels < 0).any())
-        if points is None:
-            self.start_points = self.start_points.new_zeros(0, self.start_points.shape[1])
-            self.start_point_labels = self.start_point_labels.new_zeros(0)
-            return
-        padded = points.new_zeros(points.shape[0], self.start_loadings.shape[1])
-        padded[:, : points.shape[1]] = points
-        self.start_points = padded.to(device)
-        self.start_point_labels = labels.long().to(device)
-
-    def _warmup_ce(self, log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the arms' ``q(c|x)`` towards the start's labels, over the
-        cells that have one (``-100``: none); 0 for a mini-batch where none has."""
-        log_p, target = log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1)
-        if not self.start_partial:  # every cell labelled: the plain mean
-            return F.nll_loss(log_p, target)
-        total = F.nll_loss(log_p, target, reduction="sum")
-        return total / (target >= 0).sum().clamp_min(1)
-
-    def start_labels(self, x: torch.Tensor) -> torch.Tensor:
-        """The start's label of each cell, ``(B,)``: nearest reference cell or centre."""
-        z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.start_mean) @ self.start_loadings
-        if self.start_points.shape[0] > 0:
-            return self.start_point_labels[torch.cdist(z, self.start_points).argmin(-1)]
-        return torch.cdist(z, self.start_centers).argmin(-1)
-
-
-#: buffer names before the start had one name (models saved and checkpoints written then)
-_OLD_BUFFERS = {"teacher_mean": "start_mean", "teacher_loadings": "start_loadings",
-                "teacher_centroids": "start_centers"}
-
-
-def _rename_teacher_buffers(state_dict, prefix, *args) -> None:
-    """Load a state dict saved before the ``teacher_*`` buffers were renamed ``start_*``."""
-    for old, new in _OLD_BUFFERS.items():
-        if prefix + old in state_dict:
-            state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
 def _frozen_augmenter(augmenter_kwargs: dict | None, n_input: int) -> AugmenterModule | None:

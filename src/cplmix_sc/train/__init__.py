@@ -5,6 +5,7 @@ from ._callbacks import CouplingWarmup, NonFiniteGuard, NonFiniteLossError
 from ._checkpoint import ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
+from ._progress import PhaseSummary
 
 __all__ = [
     "AugmenterTrainingPlan",
@@ -15,5 +16,6 @@ __all__ = [
     "DeviceMatrix",
     "NonFiniteGuard",
     "NonFiniteLossError",
+    "PhaseSummary",
     "ResumableCheckpoint",
 ]

@@ -1,0 +1,84 @@
+"""The start inside the module: its buffers' contents, each cell's start label, and the
+warm-up's cross-entropy towards it (the start is fit by :mod:`cplmix_sc.start`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._normalise import log_normalise
+
+
+class StartMixin:
+    """:class:`~cplmix_sc.module.CplMixVAEModule`'s start: ``set_start``, ``start_labels``
+    and the warm-up's cross-entropy (the ``start_*`` buffers are registered by the module)."""
+
+    @torch.no_grad()
+    def set_start(
+        self,
+        mean: torch.Tensor,
+        loadings: torch.Tensor,
+        centers: torch.Tensor,
+        weights: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> None:
+        """Store the start (a PCA of log-normalised counts and its categories) to warm up.
+
+        During the ``"warmup"`` phase each arm's ``q(c|x)`` is pulled (cross-entropy) towards
+        the start's label of the unperturbed cell (:meth:`start_labels`), so that all arms
+        start from the same categories with the same indices. Labels are computed from ``x``
+        on the fly, so no per-cell bookkeeping is needed and mini-batches can come from any
+        loader. ``weights`` (cells per category) set the usage term's target when
+        ``usage_target="start"``. With ``points`` (reference cells' PC coordinates) and their
+        ``labels``, a cell gets its nearest reference cell's label (a training cell finds
+        itself), which keeps partitions that are not Voronoi cells of the centres, such as a
+        graph clustering's; without them, its nearest centre's.
+        """
+        p = loadings.shape[1]
+        self.start_mean.copy_(mean)
+        self.start_loadings.zero_()
+        self.start_loadings[:, :p] = loadings
+        self.start_centers.zero_()
+        self.start_centers[:, :p] = centers
+        if weights is not None and self.usage_target == "start":
+            self.usage_prior.copy_(weights / weights.sum())
+        device = self.start_loadings.device
+        #: some reference cells have no starting category (label -1; from init_labels)
+        self.start_partial = labels is not None and bool((labels < 0).any())
+        if points is None:
+            self.start_points = self.start_points.new_zeros(0, self.start_points.shape[1])
+            self.start_point_labels = self.start_point_labels.new_zeros(0)
+            return
+        padded = points.new_zeros(points.shape[0], self.start_loadings.shape[1])
+        padded[:, : points.shape[1]] = points
+        self.start_points = padded.to(device)
+        self.start_point_labels = labels.long().to(device)
+
+    def _warmup_ce(self, log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the arms' ``q(c|x)`` towards the start's labels, over the
+        cells that have one (``-100``: none); 0 for a mini-batch where none has."""
+        log_p, target = log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1)
+        if not self.start_partial:  # every cell labelled: the plain mean
+            return F.nll_loss(log_p, target)
+        total = F.nll_loss(log_p, target, reduction="sum")
+        return total / (target >= 0).sum().clamp_min(1)
+
+    def start_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """The start's label of each cell, ``(B,)``: nearest reference cell or centre."""
+        z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.start_mean) @ self.start_loadings
+        if self.start_points.shape[0] > 0:
+            return self.start_point_labels[torch.cdist(z, self.start_points).argmin(-1)]
+        return torch.cdist(z, self.start_centers).argmin(-1)
+
+
+#: buffer names before the start had one name (models saved and checkpoints written then)
+_OLD_BUFFERS = {"teacher_mean": "start_mean", "teacher_loadings": "start_loadings",
+                "teacher_centroids": "start_centers"}
+
+
+def _rename_teacher_buffers(state_dict, prefix, *args) -> None:
+    """Load a state dict saved before the ``teacher_*`` buffers were renamed ``start_*``."""
+    for old, new in _OLD_BUFFERS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
