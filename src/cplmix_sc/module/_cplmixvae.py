@@ -101,6 +101,10 @@ class CplMixVAEModule(BaseModuleClass):
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
         plus a linear effect of the state (monotone traversals by construction; it measured
         worse on Zeisel, ARI 0.30).
+    warmup_coupling
+        Whether the coupling term is on during the warm-up. ``False``: the warm-up pulls both
+        arms towards the same start without the coupling (which works against a many-type
+        start: ``benchmarks/results/fine_types.md``).
     augmenter_kwargs
         Constructor arguments of an :class:`~cplmix_sc.module.AugmenterModule`; required by
         ``augmentation="learned"``. The augmenter is built here (so save/load rebuild it and
@@ -119,7 +123,7 @@ class CplMixVAEModule(BaseModuleClass):
         n_layers: int = 2,
         n_bottleneck: int = 10,
         likelihood: Literal["nb", "gaussian"] = "nb",
-        coupling: Literal["aitchison", "sigma"] = "aitchison",
+        coupling: str = "aitchison",
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
         usage_weight: float = 3.0,
@@ -133,6 +137,7 @@ class CplMixVAEModule(BaseModuleClass):
         warmup_weight: float = 100.0,
         decoder: Literal["mlp", "linear"] = "mlp",
         augmenter_kwargs: dict | None = None,
+        warmup_coupling: bool = True,
     ):
         super().__init__()
         check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -148,6 +153,8 @@ class CplMixVAEModule(BaseModuleClass):
         self.likelihood = likelihood
         self.coupling = coupling
         self.coupling_weight = coupling_weight
+        #: whether the coupling is on during the warm-up (the teacher already aligns the arms)
+        self.warmup_coupling = bool(warmup_coupling)
         #: multiplies coupling_weight; set per epoch by train.CouplingWarmup (not saved)
         self.coupling_scale = 1.0
         #: NB lgamma terms on the non-zero counts only (on the CPU); set by the model from its
@@ -416,7 +423,7 @@ class CplMixVAEModule(BaseModuleClass):
         mean_p = p.mean(1)  # (A, K)
         log_prior = prior.clamp_min(1e-6).log()
         usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_prior)).sum(-1)  # KL, (A,)
-        if a > 1:
+        if a > 1 and (self.warmup_coupling or self.phase != "warmup"):
             ia, ib = torch.triu_indices(a, a, 1, device=x.device)
             d2 = COUPLINGS[self.coupling](log_p[ia], log_p[ib]).sum(0)  # (B,)
         else:
