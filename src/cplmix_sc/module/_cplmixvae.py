@@ -63,7 +63,13 @@ class CplMixVAEModule(BaseModuleClass):
         ``"nb"``: negative binomial on counts with the observed library size (scVI style);
         ``"gaussian"``: Gaussian on ``log1p`` of normalised counts (the paper's choice).
     coupling
-        ``"aitchison"`` (Eqs. 47-48) or ``"sigma"`` (d_σ of Prop. 3, guarded).
+        ``"aitchison"`` (Eqs. 47-48) or ``"sigma"`` (d_σ of Prop. 3, guarded), or one of the
+        head-dominated terms of :mod:`cplmix_sc.module._coupling`: ``"detached"`` (each arm
+        pulled towards the other's stop-gradient posterior), ``"agreement"``
+        (``-log P(c_a = c_b)``), ``"js"``, ``"skl"``, ``"aitchison_top"``, ``"detached_hard"``.
+        With many types the Aitchison distance erases sister types (its floored tail makes
+        any disagreement cost up to ~170 per cell); ``"detached"`` keeps them
+        (``benchmarks/results/fine_mech.md``).
     coupling_weight
         λ of Eq. 46.
     entropy_weight
