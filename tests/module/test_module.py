@@ -7,6 +7,7 @@ import torch
 from scvi import REGISTRY_KEYS
 
 from cplmix_sc.module import ArmLinear, CplMixVAEModule, aitchison_sq, clr, sigma_sq
+from cplmix_sc.module._coupling import COUPLINGS, detached_kl, jensen_shannon
 
 
 def test_arm_linear_is_independent_linear_maps():
@@ -48,6 +49,45 @@ def test_couplings_stay_finite_for_confident_and_constant_posteriors():
     assert torch.isfinite(d_sig).all()
 
 
+@pytest.mark.parametrize("name", sorted(COUPLINGS))
+def test_every_coupling_is_zero_at_agreement_and_finite_when_confident(name):
+    torch.manual_seed(0)
+    f = COUPLINGS[name]
+    lp = torch.log_softmax(torch.randn(16, 12), -1)
+    if name != "agreement":  # zero only for confident agreement
+        torch.testing.assert_close(f(lp, lp), torch.zeros(16), atol=1e-5, rtol=0)
+    hot_a = torch.log_softmax(torch.full((4, 12), -1e9).index_fill_(1, torch.tensor([0]), 0), -1)
+    hot_b = torch.log_softmax(torch.full((4, 12), -1e9).index_fill_(1, torch.tensor([1]), 0), -1)
+    d = f(hot_a, hot_b)
+    assert torch.isfinite(d).all() and (d > 0).all()
+    assert (f(lp, lp.roll(1, 0)) >= -1e-6).all()
+
+
+def test_detached_coupling_pulls_each_arm_only_towards_the_other():
+    torch.manual_seed(0)
+    za = torch.randn(8, 6, requires_grad=True)
+    zb = torch.randn(8, 6, requires_grad=True)
+    la, lb = torch.log_softmax(za, -1), torch.log_softmax(zb, -1)
+    # value: the symmetric KL; gradient of arm a: cross-entropy towards sg(p_b)
+    sym_kl = ((la.exp() - lb.exp()) * (la - lb)).sum(-1)
+    torch.testing.assert_close(detached_kl(la, lb), sym_kl, rtol=1e-4, atol=1e-5)
+    detached_kl(la, lb).sum().backward()
+    pa, pb = la.exp().detach(), lb.exp().detach()
+    torch.testing.assert_close(za.grad, pa - pb)  # d CE(p_b, softmax(z_a)) / d z_a
+    torch.testing.assert_close(zb.grad, pb - pa)
+    # with arm b fixed, arm a's term alone gives arm b no gradient
+    za.grad, zb.grad = None, None
+    la, lb = torch.log_softmax(za, -1), torch.log_softmax(zb, -1)
+    (lb.exp().detach() * (lb.detach() - la)).sum().backward()
+    assert zb.grad is None
+
+
+def test_jensen_shannon_is_bounded_by_log2():
+    hot_a = torch.log_softmax(torch.full((3, 50), -1e9).index_fill_(1, torch.tensor([0]), 0), -1)
+    hot_b = torch.log_softmax(torch.full((3, 50), -1e9).index_fill_(1, torch.tensor([7]), 0), -1)
+    torch.testing.assert_close(jensen_shannon(hot_a, hot_b), torch.full((3,), math.log(2.0)))
+
+
 def _batch(n=32, g=20, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.poisson(torch.full((n, g), 3.0), generator=gen)
@@ -75,7 +115,7 @@ def test_loss_is_eq46_with_paper_settings():
 
 
 @pytest.mark.parametrize("likelihood", ["nb", "gaussian"])
-@pytest.mark.parametrize("coupling", ["aitchison", "sigma"])
+@pytest.mark.parametrize("coupling", sorted(COUPLINGS))
 def test_gradients_reach_every_arm(likelihood, coupling):
     torch.manual_seed(0)
     m = CplMixVAEModule(20, n_batch=2, n_categories=4, n_arms=2, likelihood=likelihood,
@@ -232,3 +272,22 @@ def test_model_picks_the_sparse_nb_path_from_its_data_density():
         torch.manual_seed(0)
         b = model.module(t)[2].loss
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+
+
+def test_warmup_coupling_off_leaves_the_coupling_out_of_the_warmup_only():
+    torch.manual_seed(0)
+    tensors = _batch()
+    losses = {}
+    for on in (True, False):
+        torch.manual_seed(0)
+        m = CplMixVAEModule(20, n_categories=4, n_arms=2, augmentation="none",
+                            input_dropout=0.0, warmup_coupling=on)
+        m.eval()
+        m.teacher_labels = lambda x: torch.zeros(x.shape[0], dtype=torch.long)
+        for phase in ("warmup", "mixture"):
+            m.phase = phase
+            _, _, out = m(tensors)
+            losses[on, phase] = (float(out.loss), float(out.extra_metrics["coupling"]))
+    assert losses[True, "mixture"] == losses[False, "mixture"]
+    assert losses[False, "warmup"][1] == 0.0 and losses[True, "warmup"][1] > 0
+    assert losses[False, "warmup"][0] < losses[True, "warmup"][0]

@@ -1,5 +1,6 @@
 """Datasets: bundled real data, loaders for the paper's public data, and a simulator."""
 
+from ._hierarchy import synthetic_hierarchy
 from ._mop10x import mop10x
 from ._registry import DatasetFileError, DatasetNotFoundError
 from ._synthetic import synthetic
@@ -12,6 +13,7 @@ __all__ = [
     "mop10x",
     "select_paper_genes",
     "synthetic",
+    "synthetic_hierarchy",
     "tasic2018",
     "zeisel2015",
 ]

@@ -69,14 +69,7 @@ def synthetic(
     (genes x types β), ``varm["type_effects"]`` (genes x types ``m_tg``) and
     ``uns["simulation"]`` (the parameters).
     """
-    n_special = n_types * n_markers + n_activity + n_housekeeping
-    if n_special > n_genes:
-        raise ValueError(
-            f"n_genes={n_genes} is too small for {n_types} types x {n_markers} markers + "
-            f"{n_activity} activity + {n_housekeeping} housekeeping genes ({n_special})."
-        )
-    if n_types < 1 or n_cells < n_types:
-        raise ValueError("Need at least one type and at least as many cells as types.")
+    n_special = _check_sizes(n_cells, n_genes, n_types, n_markers, n_activity, n_housekeeping)
     rng = np.random.default_rng(seed)
     roles = np.array(
         ["marker"] * (n_types * n_markers)
@@ -145,3 +138,16 @@ def _gene_names(roles: np.ndarray, n_types: int, n_markers: int) -> np.ndarray:
     for role, prefix in (("activity", "Ieg"), ("housekeeping", "Hkg"), ("background", "Gene")):
         names[roles == role] = [f"{prefix}{i}" for i in range((roles == role).sum())]
     return names
+
+
+def _check_sizes(n_cells, n_genes, n_types, n_markers, n_activity, n_housekeeping) -> int:
+    """Refuse sizes that cannot hold the requested genes or types; the special genes' count."""
+    n_special = n_types * n_markers + n_activity + n_housekeeping
+    if n_special > n_genes:
+        raise ValueError(
+            f"n_genes={n_genes} is too small for {n_types} types x {n_markers} markers + "
+            f"{n_activity} activity + {n_housekeeping} housekeeping genes ({n_special})."
+        )
+    if n_types < 1 or n_cells < n_types:
+        raise ValueError("Need at least one type and at least as many cells as types.")
+    return n_special

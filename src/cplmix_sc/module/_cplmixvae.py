@@ -58,7 +58,13 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         ``"nb"``: negative binomial on counts with the observed library size (scVI style);
         ``"gaussian"``: Gaussian on ``log1p`` of normalised counts (the paper's choice).
     coupling
-        ``"aitchison"`` (Eqs. 47-48) or ``"sigma"`` (d_σ of Prop. 3, guarded).
+        ``"aitchison"`` (Eqs. 47-48) or ``"sigma"`` (d_σ of Prop. 3, guarded), or one of the
+        head-dominated terms of :mod:`cplmix_sc.module._coupling`: ``"detached"`` (each arm
+        pulled towards the other's stop-gradient posterior), ``"agreement"``
+        (``-log P(c_a = c_b)``) or ``"js"`` (Jensen-Shannon).
+        With many types the Aitchison distance erases sister types (its floored tail makes
+        any disagreement cost up to ~170 per cell); ``"detached"`` keeps them
+        (``benchmarks/results/fine_mech.md``).
     coupling_weight
         λ of Eq. 46.
     entropy_weight
@@ -96,6 +102,10 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
         plus a linear effect of the state (monotone traversals by construction; less accurate
         types, ``docs/model.md``).
+    warmup_coupling
+        Whether the coupling term is on during the warm-up. ``False``: the warm-up pulls both
+        arms towards the same start without the coupling (which works against a many-type
+        start: ``benchmarks/results/fine_mech.md``).
     augmenter_kwargs
         Constructor arguments of an :class:`~cplmix_sc.module.AugmenterModule`; required by
         ``augmentation="learned"``. The augmenter is built here (so save/load rebuild it and
@@ -114,7 +124,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         n_layers: int = 2,
         n_bottleneck: int = 10,
         likelihood: Literal["nb", "gaussian"] = "nb",
-        coupling: Literal["aitchison", "sigma"] = "aitchison",
+        coupling: str = "aitchison",
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
         usage_weight: float = 3.0,
@@ -128,6 +138,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         warmup_weight: float = 100.0,
         decoder: Literal["mlp", "linear"] = "mlp",
         augmenter_kwargs: dict | None = None,
+        warmup_coupling: bool = True,
     ):
         super().__init__()
         usage_target = _check_arguments(
@@ -147,6 +158,8 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.likelihood = likelihood
         self.coupling = coupling
         self.coupling_weight = coupling_weight
+        #: whether the coupling is on during the warm-up (the teacher already aligns the arms)
+        self.warmup_coupling = bool(warmup_coupling)
         #: multiplies coupling_weight; set per epoch by train.CouplingWarmup (not saved)
         self.coupling_scale = 1.0
         #: NB lgamma terms on the non-zero counts only (on the CPU); set by the model from its
@@ -446,7 +459,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         mean_p = p.mean(1)  # (A, K)
         log_prior = prior.clamp_min(1e-6).log()
         usage = (mean_p * (mean_p.clamp_min(1e-12).log() - log_prior)).sum(-1)  # KL, (A,)
-        if a > 1:
+        if a > 1 and (self.warmup_coupling or self.phase != "warmup"):
             ia, ib = torch.triu_indices(a, a, 1, device=x.device)
             d2 = COUPLINGS[self.coupling](log_p[ia], log_p[ib]).sum(0)  # (B,)
         else:

@@ -1,0 +1,201 @@
+"""Fine types at matched K: CplMixVAE against baselines on the many-type family and on Zeisel.
+
+    python benchmarks/fine_types.py                   # REPORT draws 100-109 + Zeisel
+    python benchmarks/fine_types.py --draws 0,1 --no-zeisel --out /tmp/tune.md   # TUNE draws
+    python benchmarks/fine_types.py --quick           # dry test: one tiny draw, 2 epochs
+
+Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, REPORT seeds
+100-109; tune only on TUNE) and Zeisel 2015 (2,000 variable genes) vs ``level2`` (K = 47) and
+``level1`` (K = 7). K = the true number of types. Per data set:
+
+- difficulty pin: accuracy (and ARI) of a 3-fold cross-validated logistic regression on
+  standardised log-normalised counts (:func:`cv_logreg`);
+- baselines at K: k-means on the top 30 PCs, Leiden with its resolution bisected to K
+  (``cplmix_sc.start.leiden_n_clusters``), a multinomial mixture fitted by EM from k-means
+  (:func:`em_multinomial`);
+- the model: default ``train()`` (2 arms), one arm (``n_arms=1``), and started from the true
+  types (``train(init_labels=...)``); categories used (>= 10 cells under the consensus
+  argmax), ARI / AMI;
+- ceiling: max(EM started from the truth, CV logistic regression ARI); gap closed
+  ``(ARI_model - ARI_best) / (ceiling - ARI_best)`` where ``ceiling - best >= 0.05``.
+
+Writes ``benchmarks/results/fine_types.md`` (``--out``) and prints the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scvi
+import torch
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+import cplmix_sc
+from cplmix_sc.metrics import clustering_scores
+from cplmix_sc.start import leiden_n_clusters
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import load_task, log_pcs
+from fine_mech import used
+
+warnings.filterwarnings("ignore")
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+logging.getLogger("scvi").setLevel(logging.ERROR)
+RESULTS = Path(__file__).parent / "results"
+TUNE, REPORT = (0, 1, 2, 3, 4), tuple(range(100, 110))
+
+
+def _dense(adata) -> np.ndarray:
+    x = adata.X
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+
+def cv_logreg(adata, labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """3-fold CV logistic regression on standardised log-normalised counts: (accuracy, ARI).
+
+    Cells without a label (``NaN``) are left out."""
+    ok = ~labels.isna() if hasattr(labels, "isna") else np.ones(len(labels), bool)
+    x = _dense(adata)[np.asarray(ok)]
+    y = np.unique(np.asarray(labels)[np.asarray(ok)].astype(str), return_inverse=True)[1]
+    x = np.log1p(x / x.sum(1, keepdims=True) * 1e4)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    cv = StratifiedKFold(3, shuffle=True, random_state=seed)
+    pred = cross_val_predict(LogisticRegression(C=0.1, max_iter=300), x, y, cv=cv)
+    return float((pred == y).mean()), clustering_scores(y, pred)["ari"]
+
+
+def em_multinomial(x: np.ndarray, labels: np.ndarray, k: int, n_iter: int = 100,
+                   alpha: float = 1e-2) -> np.ndarray:
+    """A multinomial mixture fitted by EM from starting hard ``labels``; returns argmax labels.
+
+    ``log p(x | c) = sum_g x_g log θ_cg`` (the multinomial coefficient cancels); soft E-step,
+    M-step with a pseudo-count ``alpha`` per gene. Unlabelled cells (label < 0) start uniform.
+    """
+    n = x.shape[0]
+    r = np.full((n, k), 1.0 / k)
+    lab = np.asarray(labels)
+    r[lab >= 0] = np.eye(k)[lab[lab >= 0]]
+    prev = None
+    for _ in range(n_iter):
+        theta = r.T @ x + alpha
+        log_theta = np.log(theta / theta.sum(1, keepdims=True))
+        log_pi = np.log(r.mean(0) + 1e-12)
+        ll = x @ log_theta.T + log_pi
+        ll -= ll.max(1, keepdims=True)
+        r = np.exp(ll)
+        r /= r.sum(1, keepdims=True)
+        pred = r.argmax(1)
+        if prev is not None and (pred == prev).all():
+            break
+        prev = pred
+    return r.argmax(1)
+
+
+def model_run(adata, key: str, k: int, seed: int, quick: bool, start: str = "default",
+              **kw) -> np.ndarray:
+    scvi.settings.seed = seed
+    a = adata.copy()
+    cplmix_sc.CplMixVAE.setup_anndata(a)
+    model = cplmix_sc.CplMixVAE(a, n_categories=k, **kw)
+    model.train(enable_progress_bar=False, annotate=False,
+                init_labels=key if start == "truth" else None,
+                **({"max_epochs": 2, "warmup_epochs": 1} if quick else {}))
+    return model.predict()
+
+
+
+def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods) -> dict:
+    truth = adata.obs[key]
+    row = {"data": name, "K": k, "n_cells": adata.n_obs}
+    t0 = time.perf_counter()
+    row["lr_acc"], row["lr_ari"] = cv_logreg(adata, truth, seed)
+    pcs = log_pcs(adata, n_pcs=30, seed=seed)
+    x = _dense(adata)
+    km = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs)
+    codes = truth.astype("category").cat.codes.to_numpy()  # -1 for NaN
+    preds = {"kmeans": km, "leiden": leiden_n_clusters(pcs, k, seed),
+             "em": em_multinomial(x, km, k), "em_truth": em_multinomial(x, codes, k)}
+    if "model" in methods:
+        preds["model"] = model_run(adata, key, k, seed, quick)
+    if "one_arm" in methods:
+        preds["one_arm"] = model_run(adata, key, k, seed, quick, n_arms=1)
+    if "truth" in methods:
+        preds["from_truth"] = model_run(adata, key, k, seed, quick, start="truth")
+    for m, p in preds.items():
+        s = clustering_scores(truth, p)
+        row[f"{m}_ari"], row[f"{m}_ami"] = s["ari"], s["ami"]
+        row[f"{m}_used"] = used(np.unique(p, return_inverse=True)[1])
+    best = max(row["kmeans_ari"], row["leiden_ari"], row["em_ari"])
+    row["ceiling"] = max(row["em_truth_ari"], row["lr_ari"])
+    if "model_ari" in row and row["ceiling"] - best >= 0.05:
+        row["gap_closed"] = (row["model_ari"] - best) / (row["ceiling"] - best)
+    row["seconds"] = round(time.perf_counter() - t0)
+    print(json.dumps({c: round(v, 3) if isinstance(v, float) else v for c, v in row.items()}),
+          flush=True)
+    return row
+
+
+COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari",
+        "em_truth_ari", "model_used", "model_ari", "model_ami", "one_arm_used", "one_arm_ari",
+        "from_truth_used", "from_truth_ari", "gap_closed"]
+
+
+def table(rows: list[dict]) -> str:
+    cols = [c for c in COLS if any(c in r for r in rows)]
+    lines = ["| data | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = [("-" if c not in r else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
+                 for c in cols]
+        lines.append(f"| {r['data']} | " + " | ".join(cells) + " |")
+    gaps = [r["gap_closed"] for r in rows if "gap_closed" in r]
+    if gaps:
+        lines.append(f"\nMean gap closed over {len(gaps)} data sets: {np.mean(gaps):.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--draws", default=",".join(map(str, REPORT)))
+    p.add_argument("--no-zeisel", action="store_true")
+    p.add_argument("--methods", default="model,one_arm,truth")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="one tiny draw, 2 epochs (dry test)")
+    p.add_argument("--out", default=str(RESULTS / "fine_types.md"))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    methods = args.methods.split(",")
+    command = "python benchmarks/fine_types.py " + " ".join(sys.argv[1:])
+    rows = []
+    if args.quick:
+        a = cplmix_sc.datasets.synthetic_hierarchy(100, n_types=24, n_cells=600, n_genes=400)
+        rows.append(evaluate("quick", a, "type", 24, args.seed, True, methods))
+    else:
+        for d in map(int, filter(None, args.draws.split(","))):
+            a = cplmix_sc.datasets.synthetic_hierarchy(d)
+            s = a.uns["simulation"]
+            name = f"draw {d} ({s['platform']}, {s['n_classes']}/{s['n_subclasses']} cl/sub)"
+            rows.append(evaluate(name, a, "type", s["n_types"], args.seed, False, methods))
+        if not args.no_zeisel:
+            for task, key, k in (("zeisel47", "level2", 47), ("zeisel7", "level1", 7)):
+                a = load_task(task)[0]
+                rows.append(evaluate(f"Zeisel {key}", a, key, k, args.seed, False, methods))
+    text = (f"# Fine types at matched K\n\nCommand: `{command}` (CPU, one thread, "
+            f"{time.strftime('%Y-%m-%d')}; training seed {args.seed})\n\n" + table(rows) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    print("Command:", command)
+
+
+if __name__ == "__main__":
+    main()
