@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 import cplmix_sc
+from cplmix_sc.start import keep_torch_threads
 
 RESULTS = Path(__file__).parent / "results"
 # --quick: tiny data and a few epochs, to check that a benchmark runs (tests/test_benchmarks_dry.py)
@@ -29,19 +29,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("scvi").setLevel(logging.ERROR)
-
-
-@contextmanager
-def keep_torch_threads():
-    """Restore PyTorch's thread count afterwards: scanpy's numba code resets it to all cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
 
 
 def load_task(task: str):

@@ -9,7 +9,7 @@ uses and :func:`state_program_genes` finds a shared state's genes to leave out;
 
 from ._fit import INITS, MAX_START_CELLS, Start, category_centers, fit_start, start_cells
 from ._genes import start_genes, state_program_genes
-from ._graph import graph_start, leiden_n_clusters, merge_communities
+from ._graph import graph_start, keep_torch_threads, leiden_n_clusters, merge_communities
 from ._labels import NO_LABEL, start_labels_from
 from ._pca import log_pca
 
@@ -21,6 +21,7 @@ __all__ = [
     "category_centers",
     "fit_start",
     "graph_start",
+    "keep_torch_threads",
     "leiden_n_clusters",
     "log_pca",
     "merge_communities",

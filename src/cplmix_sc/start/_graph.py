@@ -9,7 +9,7 @@ from anndata import AnnData
 
 
 @contextmanager
-def _keep_torch_threads():
+def keep_torch_threads():
     """Restore PyTorch's thread count afterwards.
 
     scanpy's neighbour graph runs UMAP's numba-parallel code, and numba's OpenMP threading
@@ -37,7 +37,7 @@ def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
     g = AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
     g.obsm["rep"] = np.asarray(rep, dtype=np.float32)
     # transformer="sklearn": scanpy 1.11 + scipy 1.17 break the default above 8,192 cells
-    with _keep_torch_threads():
+    with keep_torch_threads():
         sc.pp.neighbors(g, use_rep="rep", n_neighbors=min(n_neighbors, rep.shape[0] - 1),
                         random_state=seed, transformer="sklearn")
     return g
@@ -46,7 +46,7 @@ def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
 def _leiden(g: AnnData, resolution: float, seed: int) -> np.ndarray:
     import scanpy as sc
 
-    with _keep_torch_threads():
+    with keep_torch_threads():
         sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph",
                      n_iterations=2, directed=False)
     return g.obs["leiden"].cat.codes.to_numpy().copy()
