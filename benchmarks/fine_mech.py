@@ -5,11 +5,12 @@
 
 ``--start truth``: the warm-up pulls towards the true types (``train(init_labels="type")``);
 ``default``: ``train()`` as a user runs it (the graph start). The JSON holds CplMixVAE
-arguments plus ``warmup_epochs`` and ``max_epochs`` (train() arguments; ``pretrain_epochs``,
-the former name, is read as ``warmup_epochs``). K = the true number of types. Prints one
-``RESULT`` JSON line (after the warm-up and at the end: categories used, i.e. >= 10 cells
-under the consensus argmax, ARI / AMI, consensus, mean confidence; loss and NLL per cell, no
-augmentation) and appends it to ``benchmarks/results/fine_mech_runs.jsonl``. Single thread.
+arguments plus ``warmup_epochs``, ``max_epochs`` and ``init`` (train() arguments;
+``pretrain_epochs``, the former name, is read as ``warmup_epochs``). K = the true number of
+types. Prints one ``RESULT`` JSON line (after the warm-up and at the end: categories used,
+i.e. >= 10 cells under the consensus argmax, ARI / AMI, consensus, mean confidence; loss and
+NLL per cell, no augmentation) and appends it to
+``benchmarks/results/fine_mech_runs.jsonl``. Single thread.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def main() -> None:
     kw = json.loads(args.kwargs)
     if "pretrain_epochs" in kw:  # the rows of fine_mech_runs.jsonl used the former name
         kw["warmup_epochs"] = kw.pop("pretrain_epochs")
-    train_kw = {k: kw.pop(k) for k in ("warmup_epochs", "max_epochs") if k in kw}
+    train_kw = {k: kw.pop(k) for k in ("warmup_epochs", "max_epochs", "init") if k in kw}
     scvi.settings.seed = args.seed
     adata = cplmix_sc.datasets.synthetic_hierarchy(args.draw)
     k = adata.obs["type"].nunique()
