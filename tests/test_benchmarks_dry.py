@@ -82,3 +82,15 @@ def test_gpu_check_dry_run(tmp_path):
     assert any("ratio CplMixVAE/scVI" in x for x in figures)
     assert any("cells x 300 genes" in x for x in figures)
     assert (tmp_path / "gpu_check.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_scale_default_path_dry(tmp_path):
+    out = _run([BENCH / "scale.py", "--cells", "2000", "--default-path"], tmp_path)
+    assert "default path" in out and '"n_types_used"' in out
+
+
+@pytest.mark.slow
+def test_fine_types_quick(tmp_path):
+    _run([BENCH / "fine_types.py", "--quick", "--out", tmp_path / "fine.md"], tmp_path)
+    assert "| data |" in (tmp_path / "fine.md").read_text()
