@@ -37,7 +37,8 @@ class SavingMixin:
                 f"No saved model at {str(model_file)!r}: pass the folder given to "
                 "model.save(...) (it holds model.pt)."
             )
-        if adata is None and not (Path(dir_path) / f"{prefix or ''}adata.h5ad").is_file():
+        saved_data = Path(dir_path) / f"{prefix or ''}adata.h5ad"
+        if adata is None and not saved_data.is_file() and not kwargs.get("backup_url"):
             raise ValueError(
                 f"{str(dir_path)!r} holds no saved AnnData (saved without save_anndata=True): "
                 "pass the data, CplMixVAE.load(dir_path, adata=adata), with the model's genes."
