@@ -85,7 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("draw", type=int)
     p.add_argument("kwargs", nargs="?", default="{}")
-    p.add_argument("--start", choices=["truth", "default"], default="truth")
+    p.add_argument("--start", choices=["truth", "default", "em"], default="truth")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
     p.add_argument("--out", default=str(RESULTS / "fine_mech_runs.jsonl"))
@@ -99,13 +99,19 @@ def main() -> None:
     adata = cplmix_sc.datasets.synthetic_hierarchy(args.draw)
     k = adata.obs["type"].nunique()
     truth = adata.obs["type"].to_numpy()
+    if args.start == "em":  # the multinomial mixture from k-means (fine_types.py's baseline)
+        from fine_types import _dense, em_multinomial
+        from _common import log_pcs
+        from sklearn.cluster import KMeans
+        km = KMeans(k, n_init=10, random_state=args.seed).fit_predict(log_pcs(adata, 30, args.seed))
+        adata.obs["em"] = em_multinomial(_dense(adata), km, k).astype(str)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     model = cplmix_sc.CplMixVAE(adata, n_categories=k, **kw)
     x = torch.as_tensor(adata.X.toarray(), dtype=torch.float32)
     cb = AfterWarmup(x, truth)
     t0 = time.perf_counter()
     model.train(enable_progress_bar=False, callbacks=[cb], annotate=False,
-                init_labels="type" if args.start == "truth" else None, **train_kw)
+                init_labels={"truth": "type", "em": "em"}.get(args.start), **train_kw)
     final = snapshot(model.module, x, truth)
     cons = category_consensus(model)
     cons = cons[cons["n_cells"] > 0]

@@ -50,7 +50,7 @@ from cplmix_sc.start import graph_start, leiden_n_clusters
 
 quiet()
 CPLMIX = ("cplmix", "cplmix_1arm", "cplmix_over", "cplmix_leiden", "cplmix_kmeans",
-          "cplmix_detached")
+          "cplmix_detached", "cplmix_divisive")
 TITLE = "# Quality benchmark"
 
 
@@ -65,10 +65,11 @@ def run(task: str, method: str, seed: int, quick: bool = False) -> dict:
         n_cat = round(1.7 * k) if method == "cplmix_over" else k
         # cplmix_detached: the coupling that keeps many types (docs/model.md, "Many types")
         coupling = ({"coupling": "detached", "warmup_coupling": False}
-                    if method == "cplmix_detached" else {})
+                    if method in ("cplmix_detached", "cplmix_divisive") else {})
         model = cplmix_sc.CplMixVAE(adata, n_categories=n_cat,
                                     n_arms=1 if method == "cplmix_1arm" else 2, **coupling)
-        init = {"cplmix_leiden": "leiden", "cplmix_kmeans": "kmeans"}.get(method)
+        init = {"cplmix_leiden": "leiden", "cplmix_kmeans": "kmeans",
+                "cplmix_divisive": "divisive"}.get(method)
         model.train(enable_progress_bar=False, **({"init": init} if init else {}),
                     **(QUICK_TRAIN if quick else {}))
         pred = adata.obs["cpl_type"].to_numpy()

@@ -50,7 +50,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         self,
         max_epochs: int | None = None,
         warmup_epochs: int | None = None,
-        init: Literal["kmeans", "leiden", "random"] = "leiden",
+        init: Literal["divisive", "kmeans", "leiden", "random"] = "leiden",
         lr: float = 1e-3,
         batch_size: int = 256,
         train_size: float = 1.0,
@@ -92,14 +92,18 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             Epochs of the coupled mixture phase. Default: about 480 optimiser steps' worth,
             between 20 and 400 epochs (40 epochs for the 3,005 Zeisel cells at batch 256).
         warmup_epochs
-            Epochs of the warm-up towards the start; default about 120 optimiser steps
-            (10 epochs for Zeisel), at most ``max_epochs // 4`` (at least 1).
+            Epochs of the warm-up towards the start; default about 120 optimiser steps or 5
+            per category if more (10 epochs for Zeisel at 10 categories), at least 1 and at
+            most ``max_epochs``.
         init
             How the start is found, on the top 30 PCs of log-normalised counts: ``"leiden"``
             (default; Leiden communities of a 15-NN graph at ``init_resolution``, merged along
             the graph down to ``n_categories`` when there are more,
             :func:`cplmix_sc.start.graph_start`; extra categories start empty), ``"kmeans"``
-            (k-means with ``n_categories`` clusters; better for few, compact types) or
+            (k-means with ``n_categories`` clusters; better for few, compact types),
+            ``"divisive"`` (``n_categories`` clusters split top-down, each split in the
+            Pearson residuals of its own most variable genes,
+            :func:`cplmix_sc.start.divisive_start`) or
             ``"random"`` (no start and no warm-up, as in the paper).
         lr
             Adam learning rate (paper: 1e-3).
@@ -291,7 +295,8 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             run["max_epochs"] = mixture_epochs(n_train, batch_size)
         run["max_epochs"] = check_int("max_epochs", run["max_epochs"], 1)
         if run["warmup_epochs"] is None:
-            run["warmup_epochs"] = warmup_epochs(n_train, batch_size, run["max_epochs"])
+            run["warmup_epochs"] = warmup_epochs(n_train, batch_size, run["max_epochs"],
+                                                 self.module.n_categories)
         run["warmup_epochs"] = check_int("warmup_epochs", run["warmup_epochs"], 0)
         if batch_size > n_train:
             raise ValueError(
@@ -353,7 +358,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             else:
                 resume_path = ckpt["path"]
         if phase == "warmup":
-            if ckpt is None or run["init"] == "leiden" or run["labels"] is not None:
+            if ckpt is None or run["init"] in ("leiden", "divisive") or run["labels"] is not None:
                 # a per-cell start (graph or labels) is not saved: refit it
                 start = self._fit_start(run["init"], run["init_resolution"], run["genes"],
                                         run["labels"])

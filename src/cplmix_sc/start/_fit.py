@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from .._backed import is_backed, read_rows
+from ._divisive import divisive_start
 from ._genes import state_program_genes
 from ._graph import graph_start
 from ._pca import log_pca
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: the start is fit on at most this many cells (a random sample of larger data)
 MAX_START_CELLS = 20_000
 #: the ways to start (``train(init=...)``); ``"random"`` has no start
-INITS = ("kmeans", "leiden", "random")
+INITS = ("divisive", "kmeans", "leiden", "random")
 
 
 @dataclass
@@ -76,6 +77,8 @@ def fit_start(
 ) -> Start:
     """The start from the top PCs of log-normalised counts.
 
+    ``"divisive"``: :func:`~cplmix_sc.start.divisive_start`, ``n_categories`` clusters split
+    top-down, each in its own genes' Pearson residuals; taught by nearest reference cell.
     ``"kmeans"``: k-means with ``n_categories`` clusters, taught by nearest centre.
     ``"leiden"``: Leiden communities of a 15-NN graph at ``resolution``, merged along the graph
     down to ``n_categories`` if there are more (:func:`~cplmix_sc.start.graph_start`), taught
@@ -93,8 +96,8 @@ def fit_start(
         sample = None
     if labels is not None and sample is not None:
         labels = labels[sample]
-    if isinstance(genes, str) and labels is not None:
-        genes = None  # given labels: no communities to protect from a state
+    if isinstance(genes, str) and (labels is not None or init == "divisive"):
+        genes = None  # given labels, or splits in local genes: no graph communities to protect
     if isinstance(genes, str):
         genes = auto_genes(x if sample is None else x[sample], n_pcs, seed, resolution,
                            n_categories)
@@ -104,6 +107,8 @@ def fit_start(
     mean, components, pcs = log_pca(x, n_comp, seed, genes=genes)
     if sample is not None:
         pcs = pcs[sample]
+    if labels is None and init == "divisive":
+        labels = divisive_start(x if sample is None else x[sample], n_categories, seed)
     if labels is not None or init == "leiden":
         if labels is None:
             labels = graph_start(pcs, n_categories, seed=seed, resolution=resolution)
