@@ -4,6 +4,7 @@
     python benchmarks/fine_mech.py 1 --start default '{"coupling": "detached"}'
 
 ``--start truth``: the warm-up pulls towards the true types (``train(init_labels="type")``);
+``em``: towards the multinomial mixture fitted by EM from k-means (``init_labels``);
 ``default``: ``train()`` as a user runs it (the graph start). The JSON holds CplMixVAE
 arguments plus ``warmup_epochs``, ``max_epochs`` and ``init`` (train() arguments;
 ``pretrain_epochs``, the former name, is read as ``warmup_epochs``). K = the true number of
@@ -100,11 +101,13 @@ def main() -> None:
     k = adata.obs["type"].nunique()
     truth = adata.obs["type"].to_numpy()
     if args.start == "em":  # the multinomial mixture from k-means (fine_types.py's baseline)
-        from fine_types import _dense, em_multinomial
         from _common import log_pcs
         from sklearn.cluster import KMeans
-        km = KMeans(k, n_init=10, random_state=args.seed).fit_predict(log_pcs(adata, 30, args.seed))
-        adata.obs["em"] = em_multinomial(_dense(adata), km, k).astype(str)
+
+        from cplmix_sc.start import multinomial_em
+        pcs = log_pcs(adata, 30, args.seed)
+        km = KMeans(k, n_init=10, random_state=args.seed).fit_predict(pcs)
+        adata.obs["em"] = multinomial_em(adata.X, km, k).astype(str)
     cplmix_sc.CplMixVAE.setup_anndata(adata)
     model = cplmix_sc.CplMixVAE(adata, n_categories=k, **kw)
     x = torch.as_tensor(adata.X.toarray(), dtype=torch.float32)

@@ -10,3 +10,34 @@ def test_warmup_grows_with_the_categories_up_to_the_mixture_phase():
     assert _schedule.warmup_epochs(2705, 256, 40, n_categories=47) == 22  # 5 x 47 = 235 steps
     assert _schedule.warmup_epochs(2705, 256, 40, n_categories=120) == 40  # at most max_epochs
     assert _schedule.warmup_epochs(2705, 256, 0) == 1  # at least one epoch
+
+
+def test_default_warmup_is_set_from_the_fitted_start(easy_sim, monkeypatch):
+    """A k-means start of 30 categories: 5 x 30 = 150 warm-up steps; one of 3 categories:
+    the 120-step floor."""
+    import scvi
+
+    from cplmix_sc import CplMixVAE
+    from cplmix_sc.model import _training
+
+    seen = {}
+    real = _training.TrainingMixin._fit_phase
+
+    def record(self, run, fit_kwargs, phase, n_epochs, *args, **kwargs):
+        seen[phase] = n_epochs
+        return real(self, run, fit_kwargs, phase, 1, *args, **kwargs)
+
+    monkeypatch.setattr(_training.TrainingMixin, "_fit_phase", record)
+    scvi.settings.seed = 0
+    adata = easy_sim
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=30)
+    model.train(max_epochs=60, init="kmeans", batch_size=128, enable_progress_bar=False,
+                annotate=False)
+    steps = _schedule.steps_per_epoch(adata.n_obs, 128)  # train_size=1
+    assert steps >= 3
+    assert seen == {"warmup": -(-150 // steps), "mixture": 60}
+    model = CplMixVAE(adata, n_categories=3)
+    model.train(max_epochs=60, init="kmeans", batch_size=128, enable_progress_bar=False,
+                annotate=False)
+    assert seen["warmup"] == -(-120 // steps)

@@ -92,9 +92,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             Epochs of the coupled mixture phase. Default: about 480 optimiser steps' worth,
             between 20 and 400 epochs (40 epochs for the 3,005 Zeisel cells at batch 256).
         warmup_epochs
-            Epochs of the warm-up towards the start; default about 120 optimiser steps or 5
-            per category if more (10 epochs for Zeisel at 10 categories), at least 1 and at
-            most ``max_epochs``.
+            Epochs of the warm-up towards the start; default about 120 optimiser steps, or 5
+            per category of the start if more (10 epochs for Zeisel's graph start), at least
+            1 and at most ``max_epochs``.
         init
             How the start is found, on the top 30 PCs of log-normalised counts: ``"leiden"``
             (default; Leiden communities of a 15-NN graph at ``init_resolution``, merged along
@@ -294,9 +294,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         if run["max_epochs"] is None:
             run["max_epochs"] = mixture_epochs(n_train, batch_size)
         run["max_epochs"] = check_int("max_epochs", run["max_epochs"], 1)
-        if run["warmup_epochs"] is None:
-            run["warmup_epochs"] = warmup_epochs(n_train, batch_size, run["max_epochs"],
-                                                 self.module.n_categories)
+        if run["warmup_epochs"] is None:  # provisional: set again from the fitted start
+            run["warmup_for_start"] = (n_train, batch_size)
+            run["warmup_epochs"] = warmup_epochs(n_train, batch_size, run["max_epochs"])
         run["warmup_epochs"] = check_int("warmup_epochs", run["warmup_epochs"], 0)
         if batch_size > n_train:
             raise ValueError(
@@ -363,6 +363,10 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                 start = self._fit_start(run["init"], run["init_resolution"], run["genes"],
                                         run["labels"])
                 meta["init_excluded"] = _left_out(start.genes)
+                if ckpt is None and "warmup_for_start" in run:  # scales with the start's size
+                    run["warmup_epochs"] = meta["warmup_epochs"] = warmup_epochs(
+                        *run["warmup_for_start"], run["max_epochs"],
+                        int((start.counts > 0).sum()))
             self._fit_phase(run, fit_kwargs, "warmup", run["warmup_epochs"], resume_path)
             run["warmup_done"] = True
             resume_path = None

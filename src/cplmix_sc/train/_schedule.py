@@ -12,11 +12,11 @@ import numpy as np
 MIXTURE_STEPS = 480
 #: ... bounded to this range of epochs
 MIXTURE_EPOCHS = (20, 400)
-#: the warm-up towards the start (10 epochs of Zeisel at 10 categories) ...
+#: the warm-up towards the start (10 epochs of Zeisel's graph start) ...
 WARMUP_STEPS = 120
-#: ... or this many steps per category if more: a start of many categories needs a longer
-#: warm-up to be imprinted (``benchmarks/results/fine_mech.md``); at most as long as the mixture
-#: phase
+#: ... or this many steps per category of the start if more: a start of many categories
+#: needs a longer warm-up to be imprinted (``benchmarks/results/fine_mech.md``); at most as
+#: long as the mixture phase
 WARMUP_STEPS_PER_CATEGORY = 5
 #: :meth:`~cplmix_sc.CplMixVAE.prune`'s fine-tuning: this share of the mixture phase ...
 FINE_TUNE_SHARE = 10
@@ -44,7 +44,8 @@ def mixture_epochs(n_train: int, batch_size: int) -> int:
 
 def warmup_epochs(n_train: int, batch_size: int, max_epochs: int, n_categories: int = 0) -> int:
     """Default epochs of the warm-up: ``max(WARMUP_STEPS, WARMUP_STEPS_PER_CATEGORY * K)``
-    steps rounded up to whole epochs, at least 1 and at most ``max_epochs``."""
+    steps (``K``: the start's non-empty categories) rounded up to whole epochs, at least 1
+    and at most ``max_epochs``."""
     steps = max(WARMUP_STEPS, WARMUP_STEPS_PER_CATEGORY * n_categories)
     return max(1, min(-(-steps // steps_per_epoch(n_train, batch_size)), max_epochs))
 
