@@ -61,3 +61,22 @@ def test_multinomial_em_sparse_dense_and_errors(hierarchy):
     assert clustering_scores(truth, dense)["ari"] > 0.6  # EM drifts from the truth, but keeps most
     with pytest.raises(ValueError, match=r"expected \(1200,\)"):
         multinomial_em(a.X, truth[:10], 24)
+
+
+def test_init_divisive_teaches_every_category(easy_sim):
+    """``train(init="divisive")`` fills all ``n_categories`` (the graph start of these 4
+    types would leave most of 8 empty) and each training cell is taught its own cluster."""
+    import scvi
+    from conftest import QUICK
+
+    from cplmix_sc import CplMixVAE
+
+    scvi.settings.seed = 0
+    adata = easy_sim
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=8)
+    model.train(init="divisive", annotate=False, **QUICK)
+    taught = model.module.start_point_labels.numpy()
+    assert len(taught) == adata.n_obs and set(np.unique(taught)) == set(range(8))
+    expected = divisive_start(adata.X, 8, seed=0)
+    np.testing.assert_array_equal(taught, expected)
