@@ -367,30 +367,42 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
     ) -> torch.Tensor:
         """Decoded mean expression per 10,000 counts for given ``(s, c[, batch])``, ``(N, G)``.
 
-        ``state`` is ``(N, S)``, ``category_index`` and ``batch_index`` are ``(N,)``; one arm's
-        decoder is used (arms' decoders differ). With the NB likelihood this is
+        ``state`` is ``(N, S)``, ``category_index`` and ``batch_index`` are ``(N,)``; only arm
+        ``arm``'s decoder is run (arms' decoders differ), in eval mode (no state dropout,
+        running batch-normalisation statistics). With the NB likelihood this is
         ``1e4 * softmax(decoder(s, c))``, the expected normalised counts of Eq. 46's p(x|s,c);
         with the Gaussian likelihood ``expm1`` of the decoded log-normalised mean.
         """
-        n = state.shape[0]
-        a = self.n_arms
         category = F.one_hot(category_index.long(), self.n_categories).to(state.dtype)
-        if batch_index is None:
-            batch_index = torch.zeros(n, 1, dtype=torch.long, device=state.device)
+        batch = None
+        if self.n_batch > 0:
+            if batch_index is None:
+                batch_index = torch.zeros(state.shape[0], dtype=torch.long, device=state.device)
+            batch = F.one_hot(batch_index.view(-1).long(), self.n_batch).to(state.dtype)
         was_training = self.training
-        self.eval()  # no state dropout while decoding
+        self.eval()
         try:
-            out = self.generative(
-                state=state.unsqueeze(0).expand(a, -1, -1),
-                category=category.unsqueeze(0).expand(a, -1, -1),
-                bottleneck=state.new_zeros(a, n, 1),
-                batch_index=batch_index.view(-1, 1),
-            )["decoded"][arm]
+            out = self._decode_arm(state, category, batch, arm)
         finally:
             self.train(was_training)
         if self.likelihood == "nb":
             return NORM_SCALE * F.softmax(out, dim=-1)
         return torch.expm1(out).clamp_min(0.0)
+
+    def _decode_arm(
+        self, state: torch.Tensor, category: torch.Tensor, batch: torch.Tensor | None, arm: int
+    ) -> torch.Tensor:
+        """Arm ``arm``'s decoder output for ``(N, S)`` states, ``(N, K)`` categories and
+        ``(N, n_batch)`` one-hot batches (``None`` without batches), in eval mode: what
+        :meth:`generative` gives for that arm, ``(N, G)``."""
+        if self.decoder_kind == "linear":
+            slopes = (category @ self.state_loadings[arm]).view(state.shape[0], self.n_state, -1)
+            out = category @ self.type_profile[arm] + (state.unsqueeze(-1) * slopes).sum(1)
+            return out if batch is None else out + batch @ self.batch_profile[arm]
+        parts = [state, category] if batch is None else [state, category, batch]
+        return self.decoder_out.forward_arm(
+            self.decoder.forward_arm(torch.cat(parts, dim=-1), arm), arm
+        )
 
     # ------------------------------------------------------------------ loss (Eq. 46)
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
