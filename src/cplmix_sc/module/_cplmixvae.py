@@ -328,6 +328,18 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         hs = self.state_encoder(torch.cat([bottleneck, onehot], dim=-1))
         return self.state_mean(hs), self.state_logvar(hs).clamp(-12.0, 8.0).exp()
 
+    def state_posterior_one_arm(
+        self, bottleneck: torch.Tensor, category_index: torch.Tensor, arm: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Arm ``arm``'s :meth:`state_posterior_given_category` alone, in eval mode.
+
+        ``bottleneck`` is that arm's ``(B, D)``; returns the mean and variance, ``(B, S)``.
+        """
+        onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
+        hs = self.state_encoder.forward_arm(torch.cat([bottleneck, onehot], dim=-1), arm)
+        logvar = self.state_logvar.forward_arm(hs, arm)
+        return self.state_mean.forward_arm(hs, arm), logvar.clamp(-12.0, 8.0).exp()
+
     def _batch_onehot(self, batch_index: torch.Tensor, n_arms: int) -> torch.Tensor:
         onehot = F.one_hot(batch_index.view(-1).long(), self.n_batch).float()
         return onehot.unsqueeze(0).expand(n_arms, -1, -1)
@@ -373,6 +385,28 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         ``1e4 * softmax(decoder(s, c))``, the expected normalised counts of Eq. 46's p(x|s,c);
         with the Gaussian likelihood ``expm1`` of the decoded log-normalised mean.
         """
+        out = self._decode_eval(state, category_index, batch_index, arm)
+        if self.likelihood == "nb":
+            return NORM_SCALE * F.softmax(out, dim=-1)
+        return torch.expm1(out).clamp_min(0.0)
+
+    @torch.no_grad()
+    def expected_proportions(
+        self,
+        state: torch.Tensor,
+        category_index: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        arm: int = 0,
+    ) -> torch.Tensor:
+        """:meth:`expected_expression` divided by its sum over genes (rows sum to 1)."""
+        out = self._decode_eval(state, category_index, batch_index, arm)
+        if self.likelihood == "nb":
+            return F.softmax(out, dim=-1)
+        out = torch.expm1(out).clamp_min_(0.0)
+        return out.div_(out.sum(-1, keepdim=True).clamp_min(1e-30))
+
+    def _decode_eval(self, state, category_index, batch_index, arm) -> torch.Tensor:
+        """Arm ``arm``'s decoder output for ``(N,)`` category and batch indices, eval mode."""
         category = F.one_hot(category_index.long(), self.n_categories).to(state.dtype)
         batch = None
         if self.n_batch > 0:
@@ -382,12 +416,9 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         was_training = self.training
         self.eval()
         try:
-            out = self._decode_arm(state, category, batch, arm)
+            return self._decode_arm(state, category, batch, arm)
         finally:
             self.train(was_training)
-        if self.likelihood == "nb":
-            return NORM_SCALE * F.softmax(out, dim=-1)
-        return torch.expm1(out).clamp_min(0.0)
 
     def _decode_arm(
         self, state: torch.Tensor, category: torch.Tensor, batch: torch.Tensor | None, arm: int
