@@ -254,8 +254,11 @@ def test_differential_expression_recovers_the_simulated_truth(trained):
 @pytest.mark.slow
 def test_differential_expression_recovers_the_default_simulator():
     """The issue's check on ``synthetic()``'s defaults (12 types, weak markers, strong state),
-    with ``train()``'s defaults: measured 0.59 (the found types' empirical log-fold change:
-    0.66), short of the issue's 0.7 (open); this guards what is reached."""
+    with ``train()``'s defaults. The found types' own empirical log-fold change scores no more
+    than the model here (``benchmarks/results/ppc.md``): some found types are slices of one
+    true type along its state, whose top genes are that slice's state genes. The issue's 0.7
+    is not reached; this guards the log-fold change of mean expression (per-cell log ratios
+    scored lower)."""
     scvi.settings.seed = 0
     adata = cplmix_sc.datasets.synthetic()
     CplMixVAE.setup_anndata(adata)
@@ -263,7 +266,7 @@ def test_differential_expression_recovers_the_default_simulator():
     model.train(enable_progress_bar=False)
     hits, empirical, n = _recovery(model)
     print(f"top-10 recovery: DE {hits:.2f}, empirical {empirical:.2f} ({n} types)")
-    assert hits >= 0.55
+    assert hits >= 0.62
 
 
 def test_posterior_predictive_sample(trained):
