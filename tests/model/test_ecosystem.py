@@ -255,7 +255,7 @@ def test_differential_expression_recovers_the_simulated_truth(trained):
 def test_differential_expression_recovers_the_default_simulator():
     """The issue's check on ``synthetic()``'s defaults (12 types, weak markers, strong state),
     with ``train()``'s defaults. The found types' own empirical log-fold change scores no more
-    than the model here (``benchmarks/results/ppc.md``): some found types are slices of one
+    than the model here (``benchmarks/results/de.md``): some found types are slices of one
     true type along its state, whose top genes are that slice's state genes. The issue's 0.7
     is not reached; this guards the log-fold change of mean expression (per-cell log ratios
     scored lower)."""

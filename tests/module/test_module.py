@@ -339,3 +339,18 @@ def test_expected_expression_decodes_one_arm_as_all_arms_did(decoder, likelihood
         module.train()
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert module.training  # the mode is restored
+
+
+def test_state_posterior_one_arm_matches_every_arms_state():
+    torch.manual_seed(0)
+    module = CplMixVAEModule(n_input=30, n_categories=4, n_arms=3).eval()
+    bottleneck = torch.randn(3, 7, 10)
+    types = torch.randint(0, 4, (7,))
+    with torch.no_grad():
+        every = module.state_given_category(bottleneck, types)
+        for arm in range(3):
+            mean, var = module.state_posterior_one_arm(bottleneck[arm], types, arm)
+            torch.testing.assert_close(mean, every[arm])
+            assert mean.shape == var.shape == (7, module.n_state) and (var > 0).all()
+    with pytest.raises(RuntimeError, match="eval"):
+        module.train().state_posterior_one_arm(bottleneck[0], types, 0)

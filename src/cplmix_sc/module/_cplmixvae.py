@@ -315,25 +315,15 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
         return self.state_mean(self.state_encoder(torch.cat([bottleneck, onehot], dim=-1)))
 
-    def state_posterior_given_category(
-        self, bottleneck: torch.Tensor, category_index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of ``q(s|x, c)``, ``c`` one-hot at ``category_index``, ``(A, B, S)``.
-
-        ``category_index`` is ``(B,)`` (the same type for every arm); used to sample states
-        given a sampled type (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
-        """
-        onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
-        onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
-        hs = self.state_encoder(torch.cat([bottleneck, onehot], dim=-1))
-        return self.state_mean(hs), self.state_logvar(hs).clamp(-12.0, 8.0).exp()
-
     def state_posterior_one_arm(
         self, bottleneck: torch.Tensor, category_index: torch.Tensor, arm: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Arm ``arm``'s :meth:`state_posterior_given_category` alone, in eval mode.
+        """Mean and variance of arm ``arm``'s ``q(s|x, c)``, ``c`` one-hot at
+        ``category_index`` ``(B,)``, from that arm's bottleneck ``(B, D)``; ``(B, S)`` each.
 
-        ``bottleneck`` is that arm's ``(B, D)``; returns the mean and variance, ``(B, S)``.
+        Only that arm's state encoder runs, in eval mode (running batch-normalisation
+        statistics); used to sample states given a sampled type
+        (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
         """
         onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
         hs = self.state_encoder.forward_arm(torch.cat([bottleneck, onehot], dim=-1), arm)
