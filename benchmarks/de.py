@@ -101,9 +101,11 @@ def recovery(args) -> list[str]:
                     & set(de[de["group1"] == f]["lfc_mean"].nlargest(10).index)) / 10
                 for f, t in pure]
         # calls of the pure types against |true lfc| >= delta (0.25) of their true type
-        called = np.concatenate([de[de["group1"] == f]["is_de_fdr_0.05"]
-                                 .reindex(adata.var_names).to_numpy(bool) for f, t in pure])
-        real = np.concatenate([np.abs(truth.loc[t].to_numpy()) >= 0.25 for f, t in pure])
+        called = np.concatenate([np.zeros(0, bool)] + [
+            de[de["group1"] == f]["is_de_fdr_0.05"].reindex(adata.var_names).to_numpy(bool)
+            for f, _ in pure])
+        real = np.concatenate([np.zeros(0, bool)] + [
+            np.abs(truth.loc[t].to_numpy()) >= 0.25 for _, t in pure])
         rows.append(f"| DE, {name} | {np.mean(hits) if hits else np.nan:.3f} | "
                     f"{int(de['is_de_fdr_0.05'].sum())} of {len(de)} | "
                     f"{(called & real).sum() / max(called.sum(), 1):.2f} | "
