@@ -29,6 +29,7 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("scvi").setLevel(logging.ERROR)
+    logging.getLogger("cplmix_sc").setLevel(logging.WARNING)  # the package's progress lines
 
 
 def load_task(task: str):

@@ -94,3 +94,11 @@ def test_scale_default_path_dry(tmp_path):
 def test_fine_types_quick(tmp_path):
     _run([BENCH / "fine_types.py", "--quick", "--out", tmp_path / "fine.md"], tmp_path)
     assert "| data |" in (tmp_path / "fine.md").read_text()
+
+
+@pytest.mark.slow
+def test_de_quick(tmp_path):
+    _run([BENCH / "de.py", "--quick", "--out", tmp_path / "de.md"], tmp_path)
+    text = (tmp_path / "de.md").read_text()
+    assert "| Zeisel 2015, n_categories=10 |" in text
+    assert "| DE, default |" in text and "| DE, cells_per_change=1 |" in text

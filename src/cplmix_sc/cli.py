@@ -46,7 +46,8 @@ def demo(
     n_cells
         Train on a random subset of this many cells (quick checks).
     progress
-        Print one line per training phase (:class:`~cplmix_sc.train.PhaseSummary`); Lightning's
+        Print one line per training phase (:class:`~cplmix_sc.train.PhaseSummary`) and per
+        step of the start's gene search (:func:`~cplmix_sc.train.progress_line`); Lightning's
         messages, warnings and per-phase progress bars are silenced either way.
 
     Returns
@@ -59,7 +60,7 @@ def demo(
     from . import CplMixVAE, datasets, metrics
     from .pl import demo_figure
     from .train import PhaseSummary
-    from .train._progress import quiet_lightning
+    from .train._progress import quiet_lightning, quiet_progress
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def demo(
     CplMixVAE.setup_anndata(adata)
     model = CplMixVAE(adata, n_categories=n_categories)
     start = time.perf_counter()
-    with quiet_lightning():
+    with quiet_lightning(), quiet_progress(not progress):
         model.train(max_epochs=max_epochs, enable_progress_bar=False,
                     callbacks=[PhaseSummary()] if progress else None)
     seconds = time.perf_counter() - start

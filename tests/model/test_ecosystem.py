@@ -146,6 +146,55 @@ def test_differential_expression_table_and_errors(trained):
         trained.differential_expression(groupby="no_such_column")
 
 
+def test_mean_log_ratio_compares_means_of_disjoint_sets():
+    from cplmix_sc.model._ecosystem import mean_log_ratio
+
+    rng = np.random.default_rng(0)
+    x, y = rng.gamma(1.0, size=(250, 6)), rng.gamma(2.0, size=(260, 6))
+    out = mean_log_ratio(100)(x, y, 1e-3)
+    assert out.shape == (2, 6)  # 250 rows: two full sets of 100
+    expected = np.log2(x[100:200].mean(0) + 1e-3) - np.log2(y[100:200].mean(0) + 1e-3)
+    np.testing.assert_allclose(out[1], expected, rtol=1e-5)
+    # one sample per set: scvi-tools' per-pair log-fold change
+    np.testing.assert_allclose(mean_log_ratio(1)(x, y, 1e-3)[:5],
+                               np.log2(x[:5] + 1e-3) - np.log2(y[:5] + 1e-3), rtol=1e-5)
+    assert mean_log_ratio(1000)(x, y, 0.0).shape == (1, 6)  # fewer rows than a set
+
+
+def test_differential_expression_encodes_each_cell_once(trained, monkeypatch):
+    """DE samples types and states from posteriors computed once, not once per group."""
+    adata = trained.adata
+    seen = []
+    inference = trained.module.inference
+    monkeypatch.setattr(trained.module, "inference",
+                        lambda x, **kw: seen.append(x.shape[0]) or inference(x, **kw))
+    de = trained.differential_expression(silent=True, all_stats=False)
+    assert de["group1"].nunique() >= 2
+    assert sum(seen) == adata.n_obs
+
+
+def test_differential_expression_lfc_is_the_log_ratio_of_mean_expression(trained):
+    """``lfc_mean`` follows the groups' mean decoded expression (the log of the mean, not
+    the mean of per-cell logs), and ``cells_per_change=1`` gives scvi-tools' per-cell lfc."""
+    adata = trained.adata
+    group = adata.obs["cpl_type"].cat.categories[0]
+    inside = (adata.obs["cpl_type"] == group).to_numpy()
+    rho = trained.get_normalized_expression(n_samples=20, return_mean=False)  # posterior
+    of_means = np.log2(rho[:, inside].mean((0, 1))) - np.log2(rho[:, ~inside].mean((0, 1)))
+    of_logs = np.log2(rho[:, inside]).mean((0, 1)) - np.log2(rho[:, ~inside]).mean((0, 1))
+    scvi.settings.seed = 0
+    de = trained.differential_expression(group1=group, silent=True, all_stats=False)
+    per_cell = trained.differential_expression(group1=group, silent=True, all_stats=False,
+                                               cells_per_change=1)
+    lfc = de["lfc_mean"].reindex(adata.var_names).to_numpy()
+    lfc1 = per_cell["lfc_mean"].reindex(adata.var_names).to_numpy()
+    assert np.abs(lfc - of_means).mean() < np.abs(lfc - of_logs).mean()
+    assert np.abs(lfc1 - of_logs).mean() < np.abs(lfc1 - of_means).mean()
+    assert np.corrcoef(lfc, of_means)[0, 1] > 0.95
+    with pytest.raises(ValueError, match="cells_per_change"):
+        trained.differential_expression(group1=group, cells_per_change=0)
+
+
 def test_differential_expression_default_groupby_computes_types(trained):
     adata = trained.adata
     saved = adata.obs.pop("cpl_type")
@@ -205,8 +254,11 @@ def test_differential_expression_recovers_the_simulated_truth(trained):
 @pytest.mark.slow
 def test_differential_expression_recovers_the_default_simulator():
     """The issue's check on ``synthetic()``'s defaults (12 types, weak markers, strong state),
-    with ``train()``'s defaults: measured 0.59 (the found types' empirical log-fold change:
-    0.66), short of the issue's 0.7 (open); this guards what is reached."""
+    with ``train()``'s defaults. The found types' own empirical log-fold change scores no more
+    than the model here (``benchmarks/results/de.md``): some found types are slices of one
+    true type along its state, whose top genes are that slice's state genes. The issue's 0.7
+    is not reached; this guards the log-fold change of mean expression (per-cell log ratios
+    scored lower)."""
     scvi.settings.seed = 0
     adata = cplmix_sc.datasets.synthetic()
     CplMixVAE.setup_anndata(adata)
@@ -214,7 +266,7 @@ def test_differential_expression_recovers_the_default_simulator():
     model.train(enable_progress_bar=False)
     hits, empirical, n = _recovery(model)
     print(f"top-10 recovery: DE {hits:.2f}, empirical {empirical:.2f} ({n} types)")
-    assert hits >= 0.55
+    assert hits >= 0.62
 
 
 def test_posterior_predictive_sample(trained):

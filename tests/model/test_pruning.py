@@ -88,6 +88,21 @@ def test_prune_masks_categories_keeps_labels_and_saves(trained6, tmp_path):
     assert loaded.prune_history_ is not None and len(loaded.prune_history_) == len(hist)
 
 
+def test_prune_reports_one_line_per_round(trained6, capsys):
+    model, _ = trained6
+    capsys.readouterr()
+    hist = model.prune(min_consensus=1.0, n_prune=1, max_rounds=1, fine_tune_epochs=1,
+                       batch_size=128, enable_progress_bar=False, annotate=False)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("prune round")]
+    assert len(lines) == len(hist) >= 1
+    first = hist.iloc[0]
+    assert lines[0].startswith(
+        f"prune round 0: {first['n_categories']} categories, consensus min "
+        f"{first['min_consensus']:.2f} mean {first['mean_consensus']:.2f}; removed: "
+    )
+    assert ", ".join(map(str, first["removed"])) in lines[0]
+
+
 def test_prune_stops_when_consensus_reached(trained6):
     model, _ = trained6
     hist = model.prune(min_consensus=0.0, fine_tune_epochs=1, batch_size=128,
@@ -123,10 +138,15 @@ def test_consensus_from_labels_aligns_and_votes():
         cplmix_sc.tl.consensus_from_labels(a[None])
 
 
-def test_run_consensus_writes_only_its_keys(easy_sim):
+def test_run_consensus_writes_only_its_keys(easy_sim, capsys):
     CplMixVAE.setup_anndata(easy_sim)
     before_obs = set(easy_sim.obs.columns)
     res = cplmix_sc.tl.run_consensus(easy_sim, n_runs=2, n_categories=4, train_kwargs=QUICK)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("consensus run")]
+    assert [ln.split(":")[0] for ln in lines] == [
+        "consensus run 1/2 (seed 0)", "consensus run 2/2 (seed 1)"
+    ]
+    assert all(ln.endswith(" s") and " types in " in ln for ln in lines)
     assert res.labels.shape == (2, easy_sim.n_obs) and res.models == []
     assert set(easy_sim.obs.columns) - before_obs == {"cpl_runs_type", "cpl_runs_stability"}
     assert easy_sim.uns["cpl_runs"]["seeds"] == [0, 1]

@@ -291,3 +291,66 @@ def test_warmup_coupling_off_leaves_the_coupling_out_of_the_warmup_only():
     assert losses[True, "mixture"] == losses[False, "mixture"]
     assert losses[False, "warmup"][1] == 0.0 and losses[True, "warmup"][1] > 0
     assert losses[False, "warmup"][0] < losses[True, "warmup"][0]
+
+
+def _all_arms_expression(module, state, types, batch, arm):
+    """The former ``expected_expression``: every arm decoded, one kept."""
+    n, a = state.shape[0], module.n_arms
+    category = torch.nn.functional.one_hot(types, module.n_categories).float()
+    out = module.generative(
+        state=state.unsqueeze(0).expand(a, -1, -1),
+        category=category.unsqueeze(0).expand(a, -1, -1),
+        bottleneck=state.new_zeros(a, n, 1),
+        batch_index=batch.view(-1, 1),
+    )["decoded"][arm]
+    if module.likelihood == "nb":
+        return 1e4 * torch.softmax(out, -1)
+    return torch.expm1(out).clamp_min(0.0)
+
+
+@pytest.mark.parametrize(
+    ("decoder", "likelihood", "n_batch"),
+    [("mlp", "nb", 0), ("mlp", "nb", 3), ("linear", "nb", 2), ("mlp", "gaussian", 0)],
+)
+def test_expected_expression_decodes_one_arm_as_all_arms_did(decoder, likelihood, n_batch):
+    torch.manual_seed(0)
+    module = CplMixVAEModule(n_input=30, n_batch=n_batch, n_categories=4, n_arms=3,
+                             decoder=decoder, likelihood=likelihood)
+    # non-trivial batch-normalisation statistics, as after training
+    for name, buf in module.named_buffers():
+        if name.endswith("running_mean"):
+            buf.normal_()
+        elif name.endswith("running_var"):
+            buf.uniform_(0.5, 2.0)
+    module.train()
+    state = torch.randn(9, module.n_state)
+    types = torch.randint(0, 4, (9,))
+    batch = torch.randint(0, max(n_batch, 1), (9,))
+    calls = []
+    generative = module.generative
+    module.generative = lambda **kw: calls.append(1) or generative(**kw)
+    for arm in range(3):
+        got = module.expected_expression(state, types, batch if n_batch else None, arm=arm)
+        assert not calls  # the all-arms generative() is not run
+        module.eval()
+        with torch.no_grad():
+            expected = _all_arms_expression(module, state, types, batch, arm)
+        calls.clear()
+        module.train()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert module.training  # the mode is restored
+
+
+def test_state_posterior_one_arm_matches_every_arms_state():
+    torch.manual_seed(0)
+    module = CplMixVAEModule(n_input=30, n_categories=4, n_arms=3).eval()
+    bottleneck = torch.randn(3, 7, 10)
+    types = torch.randint(0, 4, (7,))
+    with torch.no_grad():
+        every = module.state_given_category(bottleneck, types)
+        for arm in range(3):
+            mean, var = module.state_posterior_one_arm(bottleneck[arm], types, arm)
+            torch.testing.assert_close(mean, every[arm])
+            assert mean.shape == var.shape == (7, module.n_state) and (var > 0).all()
+    with pytest.raises(RuntimeError, match="eval"):
+        module.train().state_posterior_one_arm(bottleneck[0], types, 0)

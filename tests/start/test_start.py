@@ -379,3 +379,28 @@ def test_start_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
                 np.testing.assert_array_equal(pcs, ref.transform(logx[:, genes]))
     finally:
         pca_mod.MAX_DENSE_ENTRIES = old
+
+
+def test_gene_search_reports_one_line_per_round(capsys, monkeypatch):
+    """One progress line per round of the gene search, silenced on request."""
+    import logging
+
+    from cplmix_sc.start import state_program_genes
+    from cplmix_sc.train import quiet_progress
+
+    adata = cplmix_sc.datasets.synthetic(
+        n_cells=600, n_genes=200, n_types=4, n_markers=15, n_activity=30, n_housekeeping=20,
+        marker_effect=1.5, state_effect=3.0, seed=0,
+    )
+    capsys.readouterr()
+    _, _, info = state_program_genes(adata.X, seed=0)
+    lines = [ln for ln in capsys.readouterr().out.splitlines()
+             if ln.startswith("start gene search, round ")]
+    assert len(lines) == info["n_rounds"] >= 1
+    assert lines[0].startswith("start gene search, round 1: ")
+    assert "communities" in lines[0] and "genes left out" in lines[0]
+    with quiet_progress():
+        state_program_genes(adata.X, seed=0)
+    monkeypatch.setattr(scvi.settings, "verbosity", logging.WARNING)
+    state_program_genes(adata.X, seed=0)
+    assert "start gene search" not in capsys.readouterr().out

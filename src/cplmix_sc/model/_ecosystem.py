@@ -8,7 +8,6 @@ expression goes through scvi-tools' own ``_de_core`` / ``DifferentialComputation
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from numbers import Number
 from typing import Literal
 
@@ -28,6 +27,29 @@ from .._validation import check_choice, check_int
 REPRESENTATIONS = ("bottleneck", "state", "type_probabilities")
 #: the column :meth:`~cplmix_sc.CplMixVAE.annotate` writes with its default ``key_added``
 TYPE_KEY = "cpl_type"
+
+
+def mean_log_ratio(cells_per_change: int):
+    """scvi-tools' ``change_fn``: log2 ratios of the means of disjoint sets of samples.
+
+    The returned function takes samples ``x``, ``y`` (``(n_x, G)`` and ``(n_y, G)`` arrays,
+    rows in random order) and a pseudocount, splits the first ``n = min(n_x, n_y)`` rows of
+    each into ``n // cells_per_change`` consecutive sets (one set of ``n`` rows if
+    ``n < cells_per_change``), and returns
+    ``log2(mean(x_set) + pseudocounts) - log2(mean(y_set) + pseudocounts)`` per set,
+    ``(n_sets, G)``, in float32. ``cells_per_change=1`` is scvi-tools' log-fold change.
+    """
+
+    def change(x, y, pseudocounts):
+        n, g = min(len(x), len(y)), x.shape[1]
+        m = max(min(cells_per_change, n), 1)
+        n = n // m * m
+        x = np.asarray(x[:n], dtype=np.float32).reshape(-1, m, g).mean(1)
+        y = np.asarray(y[:n], dtype=np.float32).reshape(-1, m, g).mean(1)
+        pc = np.float32(pseudocounts)
+        return np.log2(x + pc) - np.log2(y + pc)
+
+    return change
 
 
 class EcosystemMixin:
@@ -111,29 +133,81 @@ class EcosystemMixin:
         and ``s ~ q(s|x, c)`` of arm ``arm``, ``n_samples`` times. Batches in
         ``transform_batch`` (codes; ``None``: the cell's own) are averaged.
         """
+        inf = self.module.inference(x)
+        return self._rho_from_posterior(
+            inf["log_probs"].exp().mean(0), inf["bottleneck"], batch, transform_batch,
+            n_samples, arm, sample,
+        )
+
+    @torch.inference_mode()
+    def _rho_from_posterior(
+        self,
+        probs: torch.Tensor,
+        bottleneck: torch.Tensor,
+        batch: torch.Tensor,
+        transform_batch: list,
+        n_samples: int,
+        arm: int,
+        sample: bool,
+    ) -> torch.Tensor:
+        """:meth:`_decode_rho` from the encoder's outputs: the consensus ``q(c|x)``
+        ``(B, K)`` and the bottlenecks ``(A, B, D)``; only arm ``arm``'s state and decoder
+        are computed."""
         module = self.module
-        inf = module.inference(x)
-        probs = inf["log_probs"].exp().mean(0)  # (B, K)
-        b = x.shape[0]
+        b = probs.shape[0]
+        bottleneck = bottleneck[arm]
         if sample:
             types = torch.distributions.Categorical(probs=probs).sample((n_samples,)).reshape(-1)
-            bottleneck = inf["bottleneck"].repeat(1, n_samples, 1)
-            mean, var = module.state_posterior_given_category(bottleneck, types)
-            state = mean[arm] + var[arm].sqrt() * torch.randn_like(mean[arm])
+            mean, var = module.state_posterior_one_arm(
+                bottleneck.repeat(n_samples, 1), types, arm
+            )
+            state = mean + var.sqrt() * torch.randn_like(mean)
         else:
             types = probs.argmax(-1).repeat(n_samples)
-            state = module.state_given_category(inf["bottleneck"], types[:b])[arm]
+            state = module.state_posterior_one_arm(bottleneck, types[:b], arm)[0]
             state = state.repeat(n_samples, 1)
-        rho = 0.0
+        rho = None
         for code in transform_batch:
             batch_index = batch.view(-1) if code is None else torch.full_like(
                 batch.view(-1), int(code)
             )
-            expr = module.expected_expression(
+            expr = module.expected_proportions(
                 state, types, batch_index.repeat(n_samples) if self._has_batch else None, arm=arm
             )
-            rho = rho + expr / expr.sum(-1, keepdim=True).clamp_min(1e-30)
-        return (rho / len(transform_batch)).view(n_samples, b, -1)
+            rho = expr if rho is None else rho.add_(expr)
+        if len(transform_batch) > 1:
+            rho = rho.div_(len(transform_batch))
+        return rho.view(n_samples, b, -1)
+
+    def _de_model_fn(self, adata: AnnData, batch_size: int | None, arm: int = 0):
+        """``model_fn`` of scvi-tools' DE: as :meth:`get_normalized_expression` with
+        ``n_samples_overall`` (each sample: a cell drawn uniformly from ``indices``, its type
+        from the consensus ``q(c|x)``, its state from arm ``arm``'s ``q(s|x, c)``), but with
+        every cell encoded once for all the calls of one DE."""
+        post = self._posterior(adata, batch_size=batch_size)
+        probs = post["log_probs"].exp().mean(0)
+        bottleneck = post["bottleneck"]
+        batch = torch.as_tensor(
+            np.asarray(self.get_from_registry(adata, REGISTRY_KEYS.BATCH_KEY))
+        ).view(-1)
+        manager = self.get_anndata_manager(adata, required=True)
+        chunk = max(batch_size or 0, 4096)
+
+        @torch.inference_mode()
+        def model_fn(_adata, indices, transform_batch, n_samples_overall) -> np.ndarray:
+            codes = _get_batch_code_from_category(manager, transform_batch)
+            indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+            cells = indices[torch.randint(len(indices), (int(n_samples_overall),))]
+            out = []
+            for part in cells.split(chunk):
+                rho = self._rho_from_posterior(
+                    probs[part].to(self.device), bottleneck[:, part].to(self.device),
+                    batch[part].to(self.device), codes, 1, arm, sample=True,
+                )
+                out.append(rho[0].cpu())
+            return torch.cat(out).numpy()
+
+        return model_fn
 
     def _loader(self, adata, indices, batch_size):
         adata = self._validate_anndata(adata)
@@ -255,15 +329,26 @@ class EcosystemMixin:
         batchid2: Sequence[str] | None = None,
         fdr_target: float = 0.05,
         silent: bool = False,
+        cells_per_change: int = 100,
         **kwargs,
     ) -> pd.DataFrame:
         """Differential expression between groups of cells, by scvi-tools' DE core.
 
         As :meth:`scvi.model.SCVI.differential_expression` (``mode="change"``: Boyeau et al.
-        2019, log-fold changes of :meth:`get_normalized_expression` samples, in which type and
-        state are drawn from the posterior), with scvi-tools' columns (``proba_de``,
-        ``bayes_factor``, ``lfc_mean``, ``lfc_median``, ``is_de_fdr_<fdr_target>``, raw-count
-        statistics, ...), one block of rows per group of ``group1``.
+        2019, from :meth:`get_normalized_expression` samples, in which type and state are
+        drawn from the posterior), with scvi-tools' columns (``proba_de``, ``bayes_factor``,
+        ``lfc_mean``, ``lfc_median``, ``is_de_fdr_<fdr_target>``, raw-count statistics, ...),
+        one block of rows per group of ``group1``.
+
+        One difference: the change compared with ``delta`` is the log2 ratio of the two
+        groups' *mean* expression, each averaged over ``cells_per_change`` posterior samples
+        (random cells of the group), rather than the mean over pairs of single cells of their
+        log2 ratios. A type's expression moves with its state (often by several-fold), and
+        the log of an average is not the average of logs: the fold change of mean expression
+        is the one of empirical and simulated group means (``cells_per_change=1`` gives
+        scvi-tools' per-cell change). ``lfc_*`` and ``proba_de`` describe the distribution of
+        these ratios over ``n_samples_overall // cells_per_change`` disjoint sets of samples
+        (50 with the defaults; ``n_samples_overall`` can be passed in ``**kwargs``).
 
         Parameters
         ----------
@@ -283,8 +368,12 @@ class EcosystemMixin:
         batch_correction, batchid1, batchid2
             As in scvi-tools: with ``batch_correction=True``, expression is decoded in the
             batches ``batchid1``/``batchid2`` (default: all) rather than each cell's own.
+        cells_per_change
+            Posterior samples averaged on each side of one change sample (see above); used
+            unless ``change_fn`` is passed in ``**kwargs``.
         **kwargs
-            Passed to :meth:`scvi.model.base.DifferentialComputation.get_bayes_factors`.
+            Passed to :meth:`scvi.model.base.DifferentialComputation.get_bayes_factors`
+            (e.g. ``n_samples_overall``, ``change_fn``, ``pseudocounts``).
 
         Returns
         -------
@@ -314,10 +403,10 @@ class EcosystemMixin:
                 )
             group1 = None if group1 is None else [present[str(g)] for g in group1]
             group2 = None if group2 is None else present[str(group2)]
-        model_fn = partial(
-            self.get_normalized_expression, return_numpy=True, n_samples=1,
-            batch_size=batch_size,
-        )
+        model_fn = self._de_model_fn(adata, batch_size)
+        if mode == "change" and kwargs.get("change_fn") is None:
+            m = check_int("cells_per_change", cells_per_change, 1)
+            kwargs["change_fn"] = mean_log_ratio(m)
         return _de_core(
             self.get_anndata_manager(adata, required=True),
             model_fn,

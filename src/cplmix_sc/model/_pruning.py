@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import torch
@@ -11,6 +13,7 @@ from scvi import REGISTRY_KEYS
 from .._validation import check_key_added
 from ..metrics import category_consensus_from_labels
 from ..train import _schedule as schedule
+from ..train._progress import progress_line
 from ._training import is_global_zero
 
 
@@ -100,6 +103,10 @@ class PruningMixin:
         annotate, key_added
             Call :meth:`annotate` at the end (default) with this prefix.
 
+        Each round prints one line (:func:`cplmix_sc.train.progress_line`): surviving
+        categories, consensus, the categories removed and the seconds since the previous
+        line (the previous round's fine-tuning and this round's measurement).
+
         Returns
         -------
         DataFrame, one row per round (also in ``prune_history_``): ``round``, ``n_categories``
@@ -122,6 +129,7 @@ class PruningMixin:
             fine_tune_epochs = schedule.fine_tune_epochs(self.adata.n_obs, batch_size)
         history = []
         mask = self.module.category_mask
+        clock = time.perf_counter()
         for rnd in range(10**6 if max_rounds is None else max_rounds + 1):
             stats = self._prune_stats(batch_size)
             table = stats["table"]
@@ -150,6 +158,8 @@ class PruningMixin:
                     "consensus": {int(k): round(float(v), 4) for k, v in cons.items()},
                 }
             )
+            progress_line(_round_line(history[-1], time.perf_counter() - clock))
+            clock = time.perf_counter()
             if not removed:
                 break
             new_mask = mask.clone()
@@ -165,3 +175,13 @@ class PruningMixin:
         if annotate and is_global_zero():
             self.annotate(key_added=key_added)
         return self.prune_history_
+
+
+def _round_line(entry: dict, seconds: float) -> str:
+    """One progress line for a round of :meth:`PruningMixin.prune`."""
+    removed = ", ".join(map(str, entry["removed"])) or "none"
+    return (
+        f"prune round {entry['round']}: {entry['n_categories']} categories, consensus "
+        f"min {entry['min_consensus']:.2f} mean {entry['mean_consensus']:.2f}; removed: "
+        f"{removed} ({seconds:.0f} s)"
+    )

@@ -34,6 +34,10 @@ class ArmLinear(nn.Module):
         """Map ``(A, B, n_in)`` to ``(A, B, n_out)``."""
         return torch.baddbmm(self.bias, x, self.weight)
 
+    def forward_arm(self, x: torch.Tensor, arm: int) -> torch.Tensor:
+        """Map ``(B, n_in)`` to ``(B, n_out)`` with arm ``arm``'s map only."""
+        return torch.addmm(self.bias[arm], x, self.weight[arm])
+
 
 class ArmBatchNorm(nn.Module):
     """Batch normalisation with separate statistics and affine parameters per arm."""
@@ -46,6 +50,18 @@ class ArmBatchNorm(nn.Module):
         a, b, f = x.shape
         y = self.bn(x.transpose(0, 1).reshape(b, a * f))
         return y.reshape(b, a, f).transpose(0, 1)
+
+    def forward_arm(self, x: torch.Tensor, arm: int) -> torch.Tensor:
+        """Normalise ``(B, F)`` with arm ``arm``'s running statistics (eval mode only)."""
+        if self.training:
+            raise RuntimeError("forward_arm uses the running statistics: call eval() first.")
+        f = x.shape[-1]
+        part = slice(arm * f, (arm + 1) * f)
+        bn = self.bn
+        return torch.nn.functional.batch_norm(
+            x, bn.running_mean[part], bn.running_var[part], bn.weight[part], bn.bias[part],
+            training=False, eps=bn.eps,
+        )
 
 
 class ArmMLP(nn.Module):
@@ -80,3 +96,9 @@ class ArmMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def forward_arm(self, x: torch.Tensor, arm: int) -> torch.Tensor:
+        """Arm ``arm``'s network alone on ``(B, n_in)`` (eval mode: running statistics)."""
+        for layer in self.layers:
+            x = layer.forward_arm(x, arm) if hasattr(layer, "forward_arm") else layer(x)
+        return x

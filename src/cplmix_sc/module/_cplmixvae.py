@@ -315,18 +315,20 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
         return self.state_mean(self.state_encoder(torch.cat([bottleneck, onehot], dim=-1)))
 
-    def state_posterior_given_category(
-        self, bottleneck: torch.Tensor, category_index: torch.Tensor
+    def state_posterior_one_arm(
+        self, bottleneck: torch.Tensor, category_index: torch.Tensor, arm: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of ``q(s|x, c)``, ``c`` one-hot at ``category_index``, ``(A, B, S)``.
+        """Mean and variance of arm ``arm``'s ``q(s|x, c)``, ``c`` one-hot at
+        ``category_index`` ``(B,)``, from that arm's bottleneck ``(B, D)``; ``(B, S)`` each.
 
-        ``category_index`` is ``(B,)`` (the same type for every arm); used to sample states
-        given a sampled type (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
+        Only that arm's state encoder runs, in eval mode (running batch-normalisation
+        statistics); used to sample states given a sampled type
+        (:meth:`~cplmix_sc.CplMixVAE.get_normalized_expression`).
         """
         onehot = F.one_hot(category_index.long(), self.n_categories).to(bottleneck.dtype)
-        onehot = onehot.unsqueeze(0).expand(bottleneck.shape[0], -1, -1)
-        hs = self.state_encoder(torch.cat([bottleneck, onehot], dim=-1))
-        return self.state_mean(hs), self.state_logvar(hs).clamp(-12.0, 8.0).exp()
+        hs = self.state_encoder.forward_arm(torch.cat([bottleneck, onehot], dim=-1), arm)
+        logvar = self.state_logvar.forward_arm(hs, arm)
+        return self.state_mean.forward_arm(hs, arm), logvar.clamp(-12.0, 8.0).exp()
 
     def _batch_onehot(self, batch_index: torch.Tensor, n_arms: int) -> torch.Tensor:
         onehot = F.one_hot(batch_index.view(-1).long(), self.n_batch).float()
@@ -367,30 +369,61 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
     ) -> torch.Tensor:
         """Decoded mean expression per 10,000 counts for given ``(s, c[, batch])``, ``(N, G)``.
 
-        ``state`` is ``(N, S)``, ``category_index`` and ``batch_index`` are ``(N,)``; one arm's
-        decoder is used (arms' decoders differ). With the NB likelihood this is
+        ``state`` is ``(N, S)``, ``category_index`` and ``batch_index`` are ``(N,)``; only arm
+        ``arm``'s decoder is run (arms' decoders differ), in eval mode (no state dropout,
+        running batch-normalisation statistics). With the NB likelihood this is
         ``1e4 * softmax(decoder(s, c))``, the expected normalised counts of Eq. 46's p(x|s,c);
         with the Gaussian likelihood ``expm1`` of the decoded log-normalised mean.
         """
-        n = state.shape[0]
-        a = self.n_arms
-        category = F.one_hot(category_index.long(), self.n_categories).to(state.dtype)
-        if batch_index is None:
-            batch_index = torch.zeros(n, 1, dtype=torch.long, device=state.device)
-        was_training = self.training
-        self.eval()  # no state dropout while decoding
-        try:
-            out = self.generative(
-                state=state.unsqueeze(0).expand(a, -1, -1),
-                category=category.unsqueeze(0).expand(a, -1, -1),
-                bottleneck=state.new_zeros(a, n, 1),
-                batch_index=batch_index.view(-1, 1),
-            )["decoded"][arm]
-        finally:
-            self.train(was_training)
+        out = self._decode_eval(state, category_index, batch_index, arm)
         if self.likelihood == "nb":
             return NORM_SCALE * F.softmax(out, dim=-1)
         return torch.expm1(out).clamp_min(0.0)
+
+    @torch.no_grad()
+    def expected_proportions(
+        self,
+        state: torch.Tensor,
+        category_index: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        arm: int = 0,
+    ) -> torch.Tensor:
+        """:meth:`expected_expression` divided by its sum over genes (rows sum to 1)."""
+        out = self._decode_eval(state, category_index, batch_index, arm)
+        if self.likelihood == "nb":
+            return F.softmax(out, dim=-1)
+        out = torch.expm1(out).clamp_min_(0.0)
+        return out.div_(out.sum(-1, keepdim=True).clamp_min(1e-30))
+
+    def _decode_eval(self, state, category_index, batch_index, arm) -> torch.Tensor:
+        """Arm ``arm``'s decoder output for ``(N,)`` category and batch indices, eval mode."""
+        category = F.one_hot(category_index.long(), self.n_categories).to(state.dtype)
+        batch = None
+        if self.n_batch > 0:
+            if batch_index is None:
+                batch_index = torch.zeros(state.shape[0], dtype=torch.long, device=state.device)
+            batch = F.one_hot(batch_index.view(-1).long(), self.n_batch).to(state.dtype)
+        was_training = self.training
+        self.eval()
+        try:
+            return self._decode_arm(state, category, batch, arm)
+        finally:
+            self.train(was_training)
+
+    def _decode_arm(
+        self, state: torch.Tensor, category: torch.Tensor, batch: torch.Tensor | None, arm: int
+    ) -> torch.Tensor:
+        """Arm ``arm``'s decoder output for ``(N, S)`` states, ``(N, K)`` categories and
+        ``(N, n_batch)`` one-hot batches (``None`` without batches), in eval mode: what
+        :meth:`generative` gives for that arm, ``(N, G)``."""
+        if self.decoder_kind == "linear":
+            slopes = (category @ self.state_loadings[arm]).view(state.shape[0], self.n_state, -1)
+            out = category @ self.type_profile[arm] + (state.unsqueeze(-1) * slopes).sum(1)
+            return out if batch is None else out + batch @ self.batch_profile[arm]
+        parts = [state, category] if batch is None else [state, category, batch]
+        return self.decoder_out.forward_arm(
+            self.decoder.forward_arm(torch.cat(parts, dim=-1), arm), arm
+        )
 
     # ------------------------------------------------------------------ loss (Eq. 46)
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:

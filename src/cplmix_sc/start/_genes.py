@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 import pandas as pd
 
 from ..module import log_normalise_rows
+from ..train._progress import progress_line
 from ._graph import _knn_graph, _leiden
 from ._pca import log_pca
 
@@ -89,8 +91,6 @@ def state_program_genes(
     none is left out; else False).
     """
     import scipy.sparse as sp
-    from sklearn.utils.extmath import randomized_svd
-
 
     n_cells, n_genes = x.shape
     keep = np.ones(n_genes, dtype=bool)
@@ -101,39 +101,28 @@ def state_program_genes(
     x = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
     rng = np.random.default_rng(seed)
     for _ in range(max_iter):
+        start = time.perf_counter()
         n_comp = min(n_pcs, int(keep.sum()) - 1, n_cells - 1)
         _, _, pcs = log_pca(x, n_comp, seed, genes=keep)
         labels = _leiden(_knn_graph(pcs, seed, n_neighbors), resolution, seed)
         info["n_rounds"] += 1
         info["n_communities"].append(int(labels.max()) + 1)
+        line = (f"start gene search, round {info['n_rounds']}: "
+                f"{info['n_communities'][-1]} communities")
         if max_communities is not None and info["n_rounds"] == 1 and (
             info["n_communities"][0] > max_communities
         ):
             info["skipped"] = True
+            progress_line(f"{line}, more than {max_communities} categories: every gene kept "
+                          f"({time.perf_counter() - start:.0f} s)")
             break
-        fractions, sums, counted = [], np.zeros(n_genes), 0
-        for c in np.unique(labels):
-            rows = np.flatnonzero(labels == c)
-            if len(rows) < STATE_MIN_CELLS:
-                continue
-            if len(rows) > STATE_MAX_CELLS:
-                rows = np.sort(rng.choice(rows, STATE_MAX_CELLS, replace=False))
-            resid = log_normalise_rows(x[rows]).astype(np.float64)
-            sums += resid.sum(0)
-            counted += len(rows)
-            resid -= resid.mean(0)
-            # only the top few PCs are needed: randomized SVD, O(cells x genes) per community
-            _, s, vt = randomized_svd(resid, n_state_pcs, random_state=seed)
-            explained = ((s[:, None] * vt) ** 2).sum(0)
-            fractions.append(explained / np.maximum((resid**2).sum(0), 1e-12))
-        if not fractions:
+        score, mean = _within_community_scores(x, labels, rng, n_state_pcs, seed)
+        if score is None:
             break
-        # a marker varies within a community that holds two types: drop each gene's highest
-        # fifth of communities, so that one or two mixed communities do not make a state
-        fr = np.sort(np.asarray(fractions), axis=0)
-        score = fr[: max(1, len(fr) - int(np.ceil(STATE_TRIM * len(fr))))].mean(0)
-        z = _binned_z(score, sums / counted)
+        z = _binned_z(score, mean)
         new_keep = keep & (z <= z_threshold)
+        progress_line(f"{line}, {int((~new_keep).sum())} of {n_genes} genes left out "
+                      f"({time.perf_counter() - start:.0f} s)")
         if (new_keep == keep).all() or new_keep.sum() < 3:
             break
         keep = new_keep
@@ -141,6 +130,36 @@ def state_program_genes(
         info["too_many"] = int((~keep).sum())
         keep = np.ones(n_genes, dtype=bool)
     return keep, z, info
+
+
+def _within_community_scores(x, labels, rng, n_state_pcs: int, seed: int):
+    """Each gene's trimmed mean fraction of within-community variance explained by the
+    community's top ``n_state_pcs`` PCs, and its mean log-normalised expression over the
+    counted cells; ``(None, None)`` if no community has :data:`STATE_MIN_CELLS` cells."""
+    from sklearn.utils.extmath import randomized_svd
+
+    fractions, sums, counted = [], np.zeros(x.shape[1]), 0
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < STATE_MIN_CELLS:
+            continue
+        if len(rows) > STATE_MAX_CELLS:
+            rows = np.sort(rng.choice(rows, STATE_MAX_CELLS, replace=False))
+        resid = log_normalise_rows(x[rows]).astype(np.float64)
+        sums += resid.sum(0)
+        counted += len(rows)
+        resid -= resid.mean(0)
+        # only the top few PCs are needed: randomized SVD, O(cells x genes) per community
+        _, s, vt = randomized_svd(resid, n_state_pcs, random_state=seed)
+        explained = ((s[:, None] * vt) ** 2).sum(0)
+        fractions.append(explained / np.maximum((resid**2).sum(0), 1e-12))
+    if not fractions:
+        return None, None
+    # a marker varies within a community that holds two types: drop each gene's highest
+    # fifth of communities, so that one or two mixed communities do not make a state
+    fr = np.sort(np.asarray(fractions), axis=0)
+    score = fr[: max(1, len(fr) - int(np.ceil(STATE_TRIM * len(fr))))].mean(0)
+    return score, sums / counted
 
 
 def _binned_z(score: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -13,6 +14,7 @@ from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
 
 from ..metrics._matching import match_labels
+from ..train._progress import progress_line
 
 
 @dataclass
@@ -117,6 +119,8 @@ def run_consensus(
     keep_models
         Return the trained models in ``result.models`` (memory: one model each).
 
+    Each trained run prints one line (:func:`cplmix_sc.train.progress_line`).
+
     Returns
     -------
     :class:`RunConsensus`.
@@ -130,11 +134,14 @@ def run_consensus(
     if train_kwargs["annotate"]:
         raise ValueError("run_consensus writes its own keys; do not pass annotate=True.")
     labels, models = [], []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
+        start = time.perf_counter()
         scvi.settings.seed = seed
         model = CplMixVAE(adata, n_categories=n_categories, **(model_kwargs or {}))
         model.train(**train_kwargs)
         labels.append(model.predict())
+        progress_line(f"consensus run {i + 1}/{len(seeds)} (seed {seed}): "
+                      f"{len(np.unique(labels[-1]))} types in {time.perf_counter() - start:.0f} s")
         if keep_models:
             models.append(model)
     aligned, consensus, stability, ari = consensus_from_labels(np.stack(labels), n_categories)

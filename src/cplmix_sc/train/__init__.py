@@ -5,7 +5,7 @@ from ._callbacks import CouplingWarmup, NonFiniteGuard, NonFiniteLossError
 from ._checkpoint import ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
-from ._progress import PhaseSummary
+from ._progress import PhaseSummary, progress_line, quiet_progress, setup_progress_logger
 
 __all__ = [
     "AugmenterTrainingPlan",
@@ -18,4 +18,8 @@ __all__ = [
     "NonFiniteLossError",
     "PhaseSummary",
     "ResumableCheckpoint",
+    "progress_line",
+    "quiet_progress",
 ]
+
+setup_progress_logger()
