@@ -404,3 +404,29 @@ def test_gene_search_reports_one_line_per_round(capsys, monkeypatch):
     monkeypatch.setattr(scvi.settings, "verbosity", logging.WARNING)
     state_program_genes(adata.X, seed=0)
     assert "start gene search" not in capsys.readouterr().out
+
+
+def test_start_weight_pulls_towards_the_start_in_the_mixture_phase():
+    """With ``start_weight`` the mixture phase adds ``start_weight * w * A`` times the same
+    cross-entropy as the warm-up; without a start (or at 0) it adds nothing."""
+    torch.manual_seed(0)
+    x = torch.poisson(torch.full((8, 5), 3.0))
+    tensors = {"X": x, "batch": torch.zeros(8, 1)}
+    losses = {}
+    for weight in (0.0, 2.0):
+        torch.manual_seed(0)
+        m = cplmix_sc.module.CplMixVAEModule(n_input=5, n_categories=3, start_weight=weight)
+        m.eval()
+        torch.manual_seed(1)
+        inf, gen, lo = m(tensors)
+        losses[weight, "none"] = float(lo.loss.detach())
+        assert not m.has_start
+        m.set_start(torch.zeros(5), torch.eye(5)[:, :2], torch.tensor([[0.0, 0], [5, 0], [0, 5]]))
+        torch.manual_seed(1)
+        inf, gen, lo = m(tensors)
+        losses[weight, "start"] = float(lo.loss.detach())
+        ce = lo.extra_metrics.get("warmup_ce")
+    assert losses[0.0, "none"] == losses[0.0, "start"] == losses[2.0, "none"]
+    w, a = 1.0, 2  # two arms: w = A - 1
+    assert losses[2.0, "start"] == pytest.approx(losses[2.0, "none"] + 2.0 * w * a * float(ce),
+                                                 rel=1e-5)

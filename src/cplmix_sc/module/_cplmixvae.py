@@ -102,6 +102,10 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         ``"mlp"`` (default, as in the paper) or ``"linear"``: per category a log-scale profile
         plus a linear effect of the state (monotone traversals by construction; less accurate
         types, ``docs/model.md``).
+    start_weight
+        Weight of the same cross-entropy during the mixture phase (and prune's fine-tuning):
+        0 (default) leaves the mixture phase free of the start; a small weight keeps the
+        start as a prior the model can still leave where the data disagree.
     warmup_coupling
         Whether the coupling term is on during the warm-up. ``False``: the warm-up pulls both
         arms towards the same start without the coupling (which works against a many-type
@@ -136,6 +140,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         state_dropout: float = 0.0,
         n_start_pcs: int = 30,
         warmup_weight: float = 100.0,
+        start_weight: float = 0.0,
         decoder: Literal["mlp", "linear"] = "mlp",
         augmenter_kwargs: dict | None = None,
         warmup_coupling: bool = True,
@@ -147,7 +152,8 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
             n_categories=n_categories, n_state=n_state, n_arms=n_arms, n_hidden=n_hidden,
             n_layers=n_layers, n_bottleneck=n_bottleneck, n_start_pcs=n_start_pcs,
             coupling_weight=coupling_weight, usage_weight=usage_weight,
-            entropy_weight=entropy_weight, warmup_weight=warmup_weight, temperature=temperature,
+            entropy_weight=entropy_weight, warmup_weight=warmup_weight,
+            start_weight=start_weight, temperature=temperature,
             input_dropout=input_dropout, state_dropout=state_dropout,
         )
         self.n_input = n_input
@@ -181,6 +187,9 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         #: start stored in the ``start_*`` buffers; see :meth:`set_start`)
         self.phase = "mixture"
         self.warmup_weight = warmup_weight
+        self.start_weight = start_weight
+        #: whether a start is set (:meth:`set_start`; after loading, from its buffers)
+        self.has_start = False
         self.start_partial = False
         self._build_networks(n_input, n_batch, n_categories, n_state, n_arms, n_hidden,
                              n_layers, n_bottleneck, input_dropout, state_dropout, decoder)
@@ -503,7 +512,9 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         )
         loss = per_cell.mean() + self.usage_weight * w * usage.sum()
         extra = {}
-        if self.phase == "warmup":
+        pull = (self.warmup_weight if self.phase == "warmup"
+                else self.start_weight if self.has_start else 0.0)
+        if pull > 0:
             target = self.start_labels(x)  # -1: a cell without a starting category
             if pruned:  # start labels index all K categories; map to the active ones
                 lookup = torch.full_like(self.category_mask, -100, dtype=torch.long)
@@ -511,7 +522,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
                 target = torch.where(target >= 0, lookup[target.clamp_min(0)], -100)
             target = target.where(target >= 0, -100).expand(a, -1)  # (A, B)
             ce = self._warmup_ce(log_p, target)
-            loss = loss + self.warmup_weight * w * a * ce
+            loss = loss + pull * w * a * ce
             extra["warmup_ce"] = ce.detach()
         return LossOutput(
             loss=loss,
@@ -538,6 +549,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self._refresh_active()
 
     def _refresh_active(self) -> None:
+        self.has_start = self.has_start or bool(self.start_loadings.any())
         self._pruned = not bool(self.category_mask.all())
         self.active_index = self.category_mask.nonzero().squeeze(-1)
 
@@ -573,7 +585,7 @@ def _check_arguments(**args) -> str:
                       ("n_start_pcs", 1)):
         check_int(name, args[name], low)
     # weights of loss terms: NaN would only surface as a non-finite loss mid-training
-    for name in ("coupling_weight", "usage_weight", "warmup_weight"):
+    for name in ("coupling_weight", "usage_weight", "warmup_weight", "start_weight"):
         check_number(name, args[name], low=0.0, low_inclusive=True)
     # any sign: -1 rewards the entropy as Eq. 46 does
     check_number("entropy_weight", args["entropy_weight"], low=-math.inf)

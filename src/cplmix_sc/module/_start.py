@@ -36,6 +36,7 @@ class StartMixin:
         graph clustering's; without them, its nearest centre's.
         """
         p = loadings.shape[1]
+        self.has_start = True
         self.start_mean.copy_(mean)
         self.start_loadings.zero_()
         self.start_loadings[:, :p] = loadings
