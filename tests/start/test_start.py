@@ -110,6 +110,19 @@ def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
 
 
 
+def test_the_graph_start_caches_umap_kernels_on_disk():
+    """The kNN graph's UMAP kernels use numba's on-disk cache (compiled once per machine)."""
+    from umap import umap_
+
+    from cplmix_sc.start._graph import _knn_graph, cache_umap_kernels
+
+    rep = np.random.default_rng(0).normal(size=(60, 3))
+    _knn_graph(rep, 0, 5)
+    assert cache_umap_kernels()
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        assert type(kernel._cache).__name__ == "FunctionCache"
+
+
 def test_graph_start_joins_the_pieces_of_stretched_types():
     """Three long parallel types: Leiden cuts each into pieces, the merge rejoins them.
 
