@@ -362,6 +362,16 @@ def test_start_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
     assert abs(float(comps[0] @ comps_s[0])) > 0.95
     assert np.sum((comps_s @ comps.T) ** 2) / 3 > 0.85
     assert pcs_s.shape == pcs.shape
+    # rows=: the same PCs of those cells only, without projecting the others
+    rows = np.array([3, 7, 8, 150, x.shape[0] - 1])
+    np.testing.assert_array_equal(pca_mod.log_pca(x, 3, seed=0, rows=rows)[2], pcs[rows])
+    try:
+        pca_mod.MAX_DENSE_ENTRIES = 200 * x.shape[1]
+        _, comps_r, pcs_r = pca_mod.log_pca(x, 3, seed=0, rows=rows)
+    finally:
+        pca_mod.MAX_DENSE_ENTRIES = old
+    np.testing.assert_array_equal(comps_r, comps_s)
+    np.testing.assert_allclose(pcs_r, pcs_s[rows], atol=1e-5)  # float32 rounding
 
 
 
