@@ -402,3 +402,19 @@ def test_start_pca_on_some_genes_projects_every_cell_consistently(easy_sim):
                 np.testing.assert_array_equal(pcs, ref.transform(logx[:, genes]))
     finally:
         pca_mod.MAX_DENSE_ENTRIES = old
+
+
+def test_the_warmup_finds_the_nearest_reference_cell_as_cdist():
+    """The warm-up's nearest-point search (block-wise argmin of |p|² - 2 z·p) gives cdist's
+    index, ties included (first index), for any number of points."""
+    from cplmix_sc.module._start import _nearest
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 127, 128, 129, 3005):
+        points = torch.randn(n, 30, generator=gen)
+        z = torch.randn(64, 30, generator=gen)
+        z[:2] = points[-1]  # the query is a reference cell
+        assert torch.equal(_nearest(z, points), torch.cdist(z, points).argmin(-1))
+        grid = torch.randint(0, 3, (n, 4), generator=gen).float()  # many exact ties
+        q = torch.randint(0, 3, (64, 4), generator=gen).float()
+        assert torch.equal(_nearest(q, grid), torch.cdist(q, grid).argmin(-1))
