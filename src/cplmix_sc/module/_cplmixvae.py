@@ -21,6 +21,7 @@ from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
+from ._dropout import InputDropout
 from ._likelihood import nb_nll
 from ._normalise import NORM_SCALE, log_normalise
 from ._start import StartMixin, _rename_teacher_buffers
@@ -196,7 +197,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         """Every arm's encoder, categorical head, state encoder and decoder (sec. B, L.1)."""
         hidden = [n_hidden] * n_layers
         a = n_arms
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = InputDropout(input_dropout)  # nn.Dropout; compiled on the CPU
         self.encoder = ArmMLP(a, n_input, hidden)
         self.bottleneck = ArmLinear(a, n_hidden, n_bottleneck)
         self.category_head = ArmLinear(a, n_bottleneck, n_categories)
