@@ -283,8 +283,11 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
     def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encode each arm's copy to the bottleneck, q(c|x) and q(s|x, c)."""
         copies = self.make_copies(x)
-        library = copies.sum(-1, keepdim=True)
-        h = self.encoder(self.input_dropout(log_normalise(copies, library)))
+        if copies.stride(0) == 0:  # every arm sees the same cells: normalise them once
+            normalised = log_normalise(x, x.sum(-1, keepdim=True)).expand_as(copies)
+        else:
+            normalised = log_normalise(copies, copies.sum(-1, keepdim=True))
+        h = self.encoder(self.input_dropout(normalised))
         bottleneck = self.bottleneck(h)
         logits = self.category_head(bottleneck)
         # pruned categories (see ``category_mask``) get probability exactly 0
