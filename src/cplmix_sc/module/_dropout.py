@@ -1,8 +1,8 @@
 """Dropout on the encoders' input, drawn by a compiled kernel on the CPU.
 
-PyTorch's CPU dropout draws its Bernoulli mask with ``bernoulli_``, about 11-16 ns per entry
-on one thread: on the ``(arms, cells, genes)`` input of the encoders that was about a sixth of
-a training step (``benchmarks/results/speed.md``). The input is a function of the data
+PyTorch's CPU dropout draws its Bernoulli mask with ``bernoulli_``, one entry at a time: on
+the ``(arms, cells, genes)`` input of the encoders that was a large part of a training step
+(figures: ``benchmarks/results/speed.md``). The input is a function of the data
 only (it needs no gradient), and most of it is zero for single-cell counts, where dropout
 changes nothing. On the CPU, :class:`InputDropout` therefore draws a uniform number per
 non-zero entry with a splitmix64 generator in a small numba kernel, seeded from PyTorch's
