@@ -189,6 +189,32 @@ def test_thinning_rounds_counts_and_is_reproducible_per_seed():
     assert torch.equal(thin_counts(x[:, :2], 2, 1.0)[1], x[:, :2])  # keep 1: the input
 
 
+def test_input_dropout_on_the_cpu_is_dropout():
+    """The compiled CPU input dropout: each non-zero entry kept with probability 1 - p and
+    scaled by 1 / (1 - p), zeros untouched, reproducible per seed; nn.Dropout elsewhere."""
+    from cplmix_sc.module._dropout import InputDropout
+
+    drop = InputDropout(0.25).train()
+    x = torch.rand(2, 400, 500) + 0.01
+    x[:, :, :100] = 0.0
+    torch.manual_seed(0)
+    y = drop(x)
+    assert (y[:, :, :100] == 0).all()
+    kept = y[:, :, 100:] != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005  # 320,000 draws: sd 0.0008
+    torch.testing.assert_close(y[:, :, 100:][kept], x[:, :, 100:][kept] / 0.75)
+    torch.manual_seed(0)
+    assert torch.equal(y, drop(x))
+    assert not torch.equal(y, drop(x))  # a fresh draw per call
+    odd = drop(torch.tensor([float("nan"), float("inf")]).repeat(200))
+    assert odd.isnan().sum() + odd.isinf().sum() == 400  # as nn.Dropout: nothing turns finite
+    assert torch.equal(drop.eval()(x), x)
+    drop.train()
+    w = x.clone().requires_grad_(True)  # an input with a gradient: nn.Dropout's path
+    drop(w).sum().backward()
+    assert w.grad is not None
+
+
 @pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
 def test_thinning_outside_zero_one_is_refused(bad):
     from cplmix_sc.module._augment import thin_counts

@@ -110,6 +110,19 @@ def test_leiden_start_teaches_each_cell_its_graph_cluster(easy_sim):
 
 
 
+def test_the_graph_start_caches_umap_kernels_on_disk():
+    """The kNN graph's UMAP kernels use numba's on-disk cache (compiled once per machine)."""
+    from umap import umap_
+
+    from cplmix_sc.start._graph import _knn_graph, cache_umap_kernels
+
+    rep = np.random.default_rng(0).normal(size=(60, 3))
+    _knn_graph(rep, 0, 5)
+    assert cache_umap_kernels()
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        assert type(kernel._cache).__name__ == "FunctionCache"
+
+
 def test_graph_start_joins_the_pieces_of_stretched_types():
     """Three long parallel types: Leiden cuts each into pieces, the merge rejoins them.
 
@@ -349,6 +362,16 @@ def test_start_pca_unchanged_for_small_data_and_close_for_large(easy_sim):
     assert abs(float(comps[0] @ comps_s[0])) > 0.95
     assert np.sum((comps_s @ comps.T) ** 2) / 3 > 0.85
     assert pcs_s.shape == pcs.shape
+    # rows=: the same PCs of those cells only, without projecting the others
+    rows = np.array([3, 7, 8, 150, x.shape[0] - 1])
+    np.testing.assert_array_equal(pca_mod.log_pca(x, 3, seed=0, rows=rows)[2], pcs[rows])
+    try:
+        pca_mod.MAX_DENSE_ENTRIES = 200 * x.shape[1]
+        _, comps_r, pcs_r = pca_mod.log_pca(x, 3, seed=0, rows=rows)
+    finally:
+        pca_mod.MAX_DENSE_ENTRIES = old
+    np.testing.assert_array_equal(comps_r, comps_s)
+    np.testing.assert_allclose(pcs_r, pcs_s[rows], atol=1e-5)  # float32 rounding
 
 
 
@@ -418,15 +441,31 @@ def test_start_weight_pulls_towards_the_start_in_the_mixture_phase():
         m = cplmix_sc.module.CplMixVAEModule(n_input=5, n_categories=3, start_weight=weight)
         m.eval()
         torch.manual_seed(1)
-        inf, gen, lo = m(tensors)
+        _, _, lo = m(tensors)
         losses[weight, "none"] = float(lo.loss.detach())
         assert not m.has_start
         m.set_start(torch.zeros(5), torch.eye(5)[:, :2], torch.tensor([[0.0, 0], [5, 0], [0, 5]]))
         torch.manual_seed(1)
-        inf, gen, lo = m(tensors)
+        _, _, lo = m(tensors)
         losses[weight, "start"] = float(lo.loss.detach())
         ce = lo.extra_metrics.get("warmup_ce")
     assert losses[0.0, "none"] == losses[0.0, "start"] == losses[2.0, "none"]
     w, a = 1.0, 2  # two arms: w = A - 1
     assert losses[2.0, "start"] == pytest.approx(losses[2.0, "none"] + 2.0 * w * a * float(ce),
                                                  rel=1e-5)
+
+
+def test_the_warmup_finds_the_nearest_reference_cell_as_cdist():
+    """The warm-up's nearest-point search (block-wise argmin of |p|² - 2 z·p) gives cdist's
+    index, ties included (first index), for any number of points."""
+    from cplmix_sc.module._start import _nearest
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 127, 128, 129, 3005):
+        points = torch.randn(n, 30, generator=gen)
+        z = torch.randn(64, 30, generator=gen)
+        z[:2] = points[-1]  # the query is a reference cell
+        assert torch.equal(_nearest(z, points), torch.cdist(z, points).argmin(-1))
+        grid = torch.randint(0, 3, (n, 4), generator=gen).float()  # many exact ties
+        q = torch.randint(0, 3, (64, 4), generator=gen).float()
+        assert torch.equal(_nearest(q, grid), torch.cdist(q, grid).argmin(-1))

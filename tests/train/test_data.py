@@ -274,6 +274,10 @@ def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
     import cplmix_sc.module._augment as aug
 
     monkeypatch.setattr(aug, "_thin_cpu", aug._thin_torch)
+    # ... and the CPU's input-dropout kernel too: a GPU runs nn.Dropout
+    import cplmix_sc.module._dropout as drop
+
+    monkeypatch.setattr(drop, "_kernel", lambda: None)
     scvi.settings.seed = 0
     adata = counts()
     CplMixVAE.setup_anndata(adata, batch_key="b")

@@ -21,6 +21,7 @@ from ._arms import ArmLinear, ArmMLP
 from ._augment import AUGMENTATIONS, thin_counts
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
+from ._dropout import InputDropout
 from ._likelihood import nb_nll
 from ._normalise import NORM_SCALE, log_normalise
 from ._start import StartMixin, _rename_teacher_buffers
@@ -205,7 +206,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         """Every arm's encoder, categorical head, state encoder and decoder (sec. B, L.1)."""
         hidden = [n_hidden] * n_layers
         a = n_arms
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = InputDropout(input_dropout)  # nn.Dropout; compiled on the CPU
         self.encoder = ArmMLP(a, n_input, hidden)
         self.bottleneck = ArmLinear(a, n_hidden, n_bottleneck)
         self.category_head = ArmLinear(a, n_bottleneck, n_categories)
@@ -291,8 +292,11 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
     def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encode each arm's copy to the bottleneck, q(c|x) and q(s|x, c)."""
         copies = self.make_copies(x)
-        library = copies.sum(-1, keepdim=True)
-        h = self.encoder(self.input_dropout(log_normalise(copies, library)))
+        if copies.stride(0) == 0:  # every arm sees the same cells: normalise them once
+            normalised = log_normalise(x, x.sum(-1, keepdim=True)).expand_as(copies)
+        else:
+            normalised = log_normalise(copies, copies.sum(-1, keepdim=True))
+        h = self.encoder(self.input_dropout(normalised))
         bottleneck = self.bottleneck(h)
         logits = self.category_head(bottleneck)
         # pruned categories (see ``category_mask``) get probability exactly 0

@@ -104,9 +104,7 @@ def fit_start(
     n_genes = x.shape[1] if genes is None else int(genes.sum())
     n_comp = min(n_pcs, n_genes - 1, x.shape[0] - 1)
     # sparse-aware: a large matrix is never densified whole (start._pca.log_pca)
-    mean, components, pcs = log_pca(x, n_comp, seed, genes=genes)
-    if sample is not None:
-        pcs = pcs[sample]
+    mean, components, pcs = log_pca(x, n_comp, seed, genes=genes, rows=sample)
     if labels is None and init == "divisive":
         labels = divisive_start(x if sample is None else x[sample], n_categories, seed)
     if labels is not None or init == "leiden":

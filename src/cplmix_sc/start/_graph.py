@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
 from anndata import AnnData
@@ -27,6 +28,27 @@ def keep_torch_threads():
             torch.set_num_threads(n)
 
 
+@lru_cache(maxsize=1)
+def cache_umap_kernels() -> bool:
+    """Let numba cache the UMAP kernels behind scanpy's neighbour graph on disk.
+
+    ``sc.pp.neighbors`` weights the kNN graph with ``umap``'s ``fuzzy_simplicial_set``, whose
+    numba kernels (``smooth_knn_dist``, ``compute_membership_strengths``) are compiled
+    without numba's on-disk cache: every new process compiled them again, the larger part of
+    the graph start's time on a few cores. With the cache, a process compiles them once and
+    later processes load them (the same machine code, so the same graph). Returns whether the
+    cache could be switched on (no writable cache directory: compiled per process, as before).
+    """
+    try:
+        from umap import umap_
+
+        for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+            kernel.enable_caching()  # numba's Dispatcher: cache=True after the fact
+    except Exception:  # pragma: no cover - another umap layout or no cache location
+        return False
+    return True
+
+
 def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
     import scanpy as sc
 
@@ -36,6 +58,7 @@ def _knn_graph(rep: np.ndarray, seed: int, n_neighbors: int) -> AnnData:
         raise ImportError("init='leiden' needs python-igraph: pip install igraph") from err
     g = AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
     g.obsm["rep"] = np.asarray(rep, dtype=np.float32)
+    cache_umap_kernels()
     # transformer="sklearn": scanpy 1.11 + scipy 1.17 break the default above 8,192 cells
     with keep_torch_threads():
         sc.pp.neighbors(g, use_rep="rep", n_neighbors=min(n_neighbors, rep.shape[0] - 1),
