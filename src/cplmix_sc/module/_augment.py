@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .._validation import check_number
+from ._compiled import njit_cached
 
 AUGMENTATIONS = ("simple", "learned", "none")
 
@@ -89,14 +90,7 @@ def _kernel():
     Compiled on first use (about 1.5 s) and cached on disk where numba finds a writable cache
     directory (next to this file, or numba's user-wide cache), so later processes load it.
     """
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba comes with scanpy
-        return None
-    try:
-        return numba.njit(nogil=True, cache=True)(_thin_kernel)
-    except RuntimeError:  # pragma: no cover - no writable cache location: compile per process
-        return numba.njit(nogil=True)(_thin_kernel)
+    return njit_cached(_thin_kernel)
 
 
 def _thin_kernel(src, cdf, guide, drop, seed, out):  # pragma: no cover - compiled by numba

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._compiled import njit_cached
+
 
 class InputDropout(nn.Dropout):
     """:class:`torch.nn.Dropout` whose CPU training path uses the compiled kernel."""
@@ -39,14 +41,7 @@ class InputDropout(nn.Dropout):
 @lru_cache(maxsize=1)
 def _kernel():
     """The compiled kernel (cached on disk by numba where it can), or None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba comes with scanpy
-        return None
-    try:
-        return numba.njit(nogil=True, cache=True)(_dropout_kernel)
-    except RuntimeError:  # pragma: no cover - no writable cache location: compile per process
-        return numba.njit(nogil=True)(_dropout_kernel)
+    return njit_cached(_dropout_kernel)
 
 
 def _dropout_kernel(src, out, p, scale, seed):  # pragma: no cover - compiled by numba
