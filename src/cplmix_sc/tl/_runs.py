@@ -100,7 +100,8 @@ def run_consensus(
     ``adata`` must be set up with :meth:`~cplmix_sc.CplMixVAE.setup_anndata`. Writes
     ``obs[f"{key_added}_type"]`` (categorical consensus), ``obs[f"{key_added}_stability"]``
     and ``uns[key_added]`` (seeds, pairwise ARI, mean ARI); nothing else (each model is
-    trained with ``annotate=False``).
+    trained with ``annotate=False``). Each trained run prints one line
+    (:func:`cplmix_sc.train.progress_line`).
 
     Parameters
     ----------
@@ -118,8 +119,6 @@ def run_consensus(
         Prefix of the keys written.
     keep_models
         Return the trained models in ``result.models`` (memory: one model each).
-
-    Each trained run prints one line (:func:`cplmix_sc.train.progress_line`).
 
     Returns
     -------
