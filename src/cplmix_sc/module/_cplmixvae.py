@@ -184,14 +184,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
                 "CplMixVAE(adata, augmenter=aug) (aug a trained cplmix_sc.Augmenter)."
             )
         self.augmenter = _frozen_augmenter(augmenter_kwargs, n_input)
-        #: "mixture" (the model) or "warmup" (the model plus a pull of q(c|x) towards the
-        #: start stored in the ``start_*`` buffers; see :meth:`set_start`)
-        self.phase = "mixture"
-        self.warmup_weight = warmup_weight
-        self.start_weight = start_weight
-        #: whether a start is set (:meth:`set_start`; after loading, from its buffers)
-        self.has_start = False
-        self.start_partial = False
+        self._init_start(warmup_weight, start_weight)
         self._build_networks(n_input, n_batch, n_categories, n_state, n_arms, n_hidden,
                              n_layers, n_bottleneck, input_dropout, state_dropout, decoder)
         self._register_buffers(n_input, n_categories, n_start_pcs)

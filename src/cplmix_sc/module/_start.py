@@ -15,6 +15,19 @@ class StartMixin:
     """:class:`~cplmix_sc.module.CplMixVAEModule`'s start: ``set_start``, ``start_labels``
     and the warm-up's cross-entropy (the ``start_*`` buffers are registered by the module)."""
 
+    def _init_start(self, warmup_weight: float, start_weight: float) -> None:
+        """The start's attributes, before any start is set (buffers: the module's)."""
+        #: "mixture" (the model) or "warmup" (the model plus a pull of q(c|x) towards the
+        #: start stored in the ``start_*`` buffers; see :meth:`set_start`)
+        self.phase = "mixture"
+        self.warmup_weight = warmup_weight
+        #: the same pull during the mixture phase (0: none)
+        self.start_weight = start_weight
+        #: whether a start is set (:meth:`set_start`; after loading, from its buffers)
+        self.has_start = False
+        #: some reference cells have no starting category (label -1; from init_labels)
+        self.start_partial = False
+
     @torch.no_grad()
     def set_start(
         self,
