@@ -17,7 +17,8 @@ Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, R
   many-types recipe (``init="divisive"``, ``coupling="detached"``, ``warmup_coupling=False``,
   ``start_weight=10``);
   ``divisive`` that start alone; ``one_arm`` / ``one_arm_div`` the same with ``n_arms=1``;
-  ``truth`` default training started from the true types (``train(init_labels=...)``);
+  ``truth`` default training started from the true types (``train(init_labels=...)``),
+  ``truth_prior`` the same with ``start_weight=10``, ``truth_recipe`` with the recipe;
   categories used (>= 10 cells under the consensus argmax), ARI / AMI;
 - ceiling: max(EM started from the truth, CV logistic regression ARI); gap closed
   ``(ARI_model - ARI_best) / (ceiling - ARI_best)`` where ``ceiling - best >= 0.05``.
@@ -124,6 +125,11 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
         preds["one_arm"] = model_run(adata, key, k, seed, quick, n_arms=1)
     if "truth" in methods:
         preds["from_truth"] = model_run(adata, key, k, seed, quick, start="truth")
+    if "truth_prior" in methods:  # the labels kept as a prior through the mixture phase
+        preds["truth_prior"] = model_run(adata, key, k, seed, quick, start="truth",
+                                         start_weight=MANY["start_weight"])
+    if "truth_recipe" in methods:
+        preds["truth_recipe"] = model_run(adata, key, k, seed, quick, start="truth", **MANY)
     for m, p in preds.items():
         s = clustering_scores(truth, p)
         row[f"{m}_ari"], row[f"{m}_ami"] = s["ari"], s["ami"]
@@ -144,7 +150,8 @@ COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari
         "model_gap",
         "model_div_used", "model_div_ari", "model_div_ami", "model_div_gap", "one_arm_used",
         "one_arm_ari", "one_arm_div_used", "one_arm_div_ari", "from_truth_used",
-        "from_truth_ari"]
+        "from_truth_ari", "truth_prior_used", "truth_prior_ari", "truth_recipe_used",
+        "truth_recipe_ari"]
 
 
 def table(rows: list[dict]) -> str:
