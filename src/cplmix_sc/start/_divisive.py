@@ -30,8 +30,8 @@ MIN_SPLIT_CELLS = 20
 CHUNK_ENTRIES = 8_000_000
 
 
-def _rows(x, idx: np.ndarray, genes=None) -> np.ndarray:
-    sub = x[idx] if genes is None else x[idx][:, genes]
+def _rows(x, rows, genes=None) -> np.ndarray:
+    sub = x[rows] if genes is None else x[rows][:, genes]
     return np.asarray(sub.toarray() if sp.issparse(sub) else sub, dtype=np.float64)
 
 
@@ -44,15 +44,16 @@ def pearson_residuals(x, idx: np.ndarray, n_genes: int) -> np.ndarray:
     residual variance over these cells. ``x`` may be sparse; only ``len(idx)`` rows are made
     dense, a chunk at a time. Returns ``(len(idx), min(n_genes, G))`` float32.
     """
-    totals = np.asarray(x[idx].sum(1)).ravel().astype(np.float64)
-    gene_sum = np.asarray(x[idx].sum(0)).ravel().astype(np.float64)
+    x = x[idx]  # these cells' rows, taken once (still sparse for a sparse x)
+    totals = np.asarray(x.sum(1)).ravel().astype(np.float64)
+    gene_sum = np.asarray(x.sum(0)).ravel().astype(np.float64)
     p = gene_sum / max(gene_sum.sum(), 1e-12)
     clip = np.sqrt(len(idx))
     step = max(CHUNK_ENTRIES // x.shape[1], 1)
 
     def residuals(rows, cols=slice(None)):
         mu = totals[rows, None] * p[None, cols]
-        z = (_rows(x, idx[rows], None if isinstance(cols, slice) else cols) - mu)
+        z = _rows(x, rows, None if isinstance(cols, slice) else cols) - mu
         return np.clip(z / np.sqrt(mu + mu**2 / THETA + 1e-12), -clip, clip)
 
     s1, s2 = np.zeros(x.shape[1]), np.zeros(x.shape[1])
