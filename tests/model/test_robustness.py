@@ -256,7 +256,7 @@ TRAIN_CASES = [
     ({"max_epochs": 0}, ValueError, r"`max_epochs` must be at least 1"),
     ({"warmup_epochs": -1}, ValueError, r"`warmup_epochs` must be at least 0"),
     ({"init": "gmm"}, ValueError,
-     r"`init` must be one of \['divisive', 'kmeans', 'leiden', 'random'\]"),
+     r"`init` must be one of \['auto', 'divisive', 'kmeans', 'leiden', 'random'\]"),
     ({"checkpoint_every": 0}, ValueError, r"`checkpoint_every` must be at least 1"),
     ({"resume": True}, ValueError, r"resume=True needs the checkpoint_dir"),
     ({"resume": "nowhere"}, FileNotFoundError, r"No checkpoint at 'nowhere/last\.ckpt'"),

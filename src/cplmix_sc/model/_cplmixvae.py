@@ -36,6 +36,7 @@ from ..module._augment import AUGMENTATIONS
 from ..module._likelihood import MAX_SPARSE_DENSITY
 from ..train import CplMixTrainingPlan
 from ._augmenter import Augmenter
+from ._defaults import resolve_coupling
 from ._ecosystem import EcosystemMixin
 from ._inference import InferenceMixin
 from ._pruning import PruningMixin
@@ -58,7 +59,9 @@ class CplMixVAE(
         AnnData registered with :meth:`setup_anndata` (raw counts).
     n_categories
         Number of categories ``K``. Start with about as many types as you expect, or more and
-        prune.
+        prune. From ``MANY_TYPES`` (24) categories on, the ``"auto"`` defaults switch to the
+        many-types setting (:mod:`cplmix_sc.model._defaults`, ``docs/model.md``, "Many
+        types").
     n_state
         Dimension of the continuous state (paper: 2).
     n_arms
@@ -67,7 +70,12 @@ class CplMixVAE(
         ``"nb"`` (negative binomial on counts, default) or ``"gaussian"`` (on log-normalised
         counts, the paper's choice).
     coupling
-        ``"aitchison"`` (default, Eqs. 47-48) or ``"sigma"`` (the reference code's d_σ).
+        ``"auto"`` (default): ``"aitchison"`` below 24 categories, and from 24 on
+        ``"detached"`` with ``warmup_coupling=False`` and ``start_weight=10`` (module
+        arguments below; each can be given explicitly). ``"aitchison"`` is Eqs. 47-48,
+        ``"sigma"`` the reference code's d_σ, ``"detached"`` pulls each arm towards the
+        other's stop-gradient posterior, which keeps sister types apart
+        (:class:`~cplmix_sc.module.CplMixVAEModule` lists every choice).
     coupling_weight
         λ in Eq. 46.
     entropy_weight
@@ -94,7 +102,9 @@ class CplMixVAE(
     **module_kwargs
         Further :class:`~cplmix_sc.module.CplMixVAEModule` arguments (``n_hidden``,
         ``n_layers``, ``n_bottleneck``, ``thinning``, ``input_dropout``, ``state_dropout``,
-        ``decoder``, ``warmup_weight``).
+        ``decoder``, ``warmup_weight``, ``start_weight``: the pull towards the start kept
+        during the mixture phase, ``warmup_coupling``: whether the arms are coupled during
+        the warm-up).
 
     Examples
     --------
@@ -116,7 +126,7 @@ class CplMixVAE(
         n_state: int = 2,
         n_arms: int = 2,
         likelihood: Literal["nb", "gaussian"] = "nb",
-        coupling: Literal["aitchison", "sigma"] = "aitchison",
+        coupling: Literal["auto", "aitchison", "sigma", "detached", "agreement", "js"] = "auto",
         coupling_weight: float = 1.0,
         entropy_weight: float = 3.0,
         usage_weight: float = 3.0,
@@ -134,6 +144,7 @@ class CplMixVAE(
         super().__init__(adata)
         self._check_data_for_model(n_categories, likelihood)
         augmentation = self._resolve_augmenter(augmentation, augmenter, module_kwargs)
+        coupling = resolve_coupling(coupling, n_categories, module_kwargs)
         self.module = self._module_cls(
             n_input=self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch if self._has_batch else 0,
@@ -162,6 +173,7 @@ class CplMixVAE(
         augmenter = None  # its architecture is in module_kwargs, its weights in the module
         self.init_excluded_genes_ = None  # set by train(): genes left out of the start
         self.init_label_names_ = None  # set by train(init_labels=...): label of each category
+        self.init_ = None  # set by train(): the start used ("auto" resolved)
         self.init_params_ = self._get_init_params(locals())
 
     def _resolve_augmenter(self, augmentation, augmenter, module_kwargs: dict) -> str:

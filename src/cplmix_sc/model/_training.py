@@ -34,6 +34,7 @@ from ..train._checkpoint import (
 )
 from ..train._data import DeviceDataSplitter
 from ..train._schedule import mixture_epochs, steps_per_epoch, warmup_epochs
+from ._defaults import resolve_init
 
 
 def is_global_zero() -> bool:
@@ -50,7 +51,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         self,
         max_epochs: int | None = None,
         warmup_epochs: int | None = None,
-        init: Literal["divisive", "kmeans", "leiden", "random"] = "leiden",
+        init: Literal["auto", "divisive", "kmeans", "leiden", "random"] = "auto",
         lr: float = 1e-3,
         batch_size: int = 256,
         train_size: float = 1.0,
@@ -96,15 +97,16 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             per category of the start if more (10 epochs for Zeisel's graph start), at least
             1 and at most ``max_epochs``.
         init
-            How the start is found, on the top 30 PCs of log-normalised counts: ``"leiden"``
-            (default; Leiden communities of a 15-NN graph at ``init_resolution``, merged along
-            the graph down to ``n_categories`` when there are more,
-            :func:`cplmix_sc.start.graph_start`; extra categories start empty), ``"kmeans"``
-            (k-means with ``n_categories`` clusters; better for few, compact types),
-            ``"divisive"`` (``n_categories`` clusters split top-down, each split in the
-            Pearson residuals of its own most variable genes,
-            :func:`cplmix_sc.start.divisive_start`) or
-            ``"random"`` (no start and no warm-up, as in the paper).
+            How the start is found, on the top 30 PCs of log-normalised counts. ``"auto"``
+            (default): ``"divisive"`` from 24 categories on (the many-types defaults,
+            :mod:`cplmix_sc.model._defaults`), else ``"leiden"``. ``"leiden"``: Leiden
+            communities of a 15-NN graph at ``init_resolution``, merged along the graph down
+            to ``n_categories`` when there are more (:func:`cplmix_sc.start.graph_start`;
+            extra categories start empty). ``"kmeans"``: k-means with ``n_categories``
+            clusters (better for few, compact types). ``"divisive"``: ``n_categories``
+            clusters split top-down, each split in the Pearson residuals of its own most
+            variable genes (:func:`cplmix_sc.start.divisive_start`). ``"random"``: no start
+            and no warm-up, as in the paper.
         lr
             Adam learning rate (paper: 1e-3).
         batch_size
@@ -187,7 +189,8 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             warnings.warn("`pretrain_epochs` is now called `warmup_epochs`.", FutureWarning,
                           stacklevel=2)
             warmup_epochs = pretrain_epochs if warmup_epochs is None else warmup_epochs
-        check_choice("init", init, INITS)
+        check_choice("init", init, ("auto", *INITS))
+        init = resolve_init(init, self.module.n_categories)
         check_number("lr", lr, low=0.0)
         check_number("train_size", train_size, low=0.0, high=1.0)
         check_number("coupling_warmup", coupling_warmup, low=0.0, high=1.0, low_inclusive=True)
@@ -211,6 +214,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                "checkpoint_dir": checkpoint_dir}
         if resume is not False and resume is not None:
             self._resume_run(run, resume, train_size)
+        self.init_ = "labels" if run["labels"] is not None else run["init"]
         self._schedule(run, batch_size, train_size)
         fit_kwargs = self._fit_kwargs(run["n_train"], batch_size, train_size, accelerator,
                                       devices, lr, plan_kwargs, trainer_kwargs)
