@@ -159,8 +159,9 @@ def test_init_resolution_reaches_the_graph_start(easy_sim, monkeypatch):
 
     seen = []
 
-    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0):
-        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution)
+    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0, **kwargs):
+        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution,
+                             **kwargs)
         seen.append((resolution, len(np.unique(labels))))
         return labels
 
@@ -225,8 +226,9 @@ def test_init_exclude_genes_keeps_state_genes_out_of_the_start(monkeypatch):
     )
     starts = []
 
-    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0):
-        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution)
+    def spy(rep, k, seed=0, n_neighbors=15, resolution=1.0, **kwargs):
+        labels = graph_start(rep, k, seed=seed, n_neighbors=n_neighbors, resolution=resolution,
+                             **kwargs)
         starts.append(labels)
         return labels
 
@@ -469,3 +471,37 @@ def test_the_warmup_finds_the_nearest_reference_cell_as_cdist():
         grid = torch.randint(0, 3, (n, 4), generator=gen).float()  # many exact ties
         q = torch.randint(0, 3, (64, 4), generator=gen).float()
         assert torch.equal(_nearest(q, grid), torch.cdist(q, grid).argmin(-1))
+
+
+def test_kmeans_or_graph_takes_kmeans_only_where_the_state_does_not_cut():
+    """init="auto" with few types: k-means when it finds the same clusters with and without
+    the state's genes (compact types), the graph start when the state decides k-means'
+    clusters (types stretched along a shared state)."""
+    from cplmix_sc.start._fit import kmeans_or_graph
+
+    rng = np.random.default_rng(0)
+    types = np.repeat(np.arange(3), 200)
+    centres = 3.0 * np.eye(3)
+    free = centres[types] + rng.normal(0, 0.3, size=(600, 3))
+    assert kmeans_or_graph(free, free + rng.normal(0, 0.01, free.shape), 3, 0) == "kmeans"
+    state = rng.uniform(-1, 1, 600)
+    stretched = np.c_[free, 20.0 * state]  # the state moves every type far along one axis
+    assert kmeans_or_graph(stretched, free, 3, 0) == "leiden"
+
+
+def test_auto_start_merges_without_the_state_genes():
+    """Weak markers, a strong state shared by types: Leiden cuts each responsive type along
+    the state, and merging the pieces on the all-gene graph joins distinct types through the
+    types the state leaves alone; merging on the graph without the state's genes (the
+    default, ``genes="auto"``) recovers the types."""
+    from cplmix_sc.start import fit_start
+
+    adata = cplmix_sc.datasets.synthetic(n_cells=2000, n_genes=600, n_types=10, seed=0)
+    truth = adata.obs["type"].to_numpy()
+    score = cplmix_sc.metrics.clustering_scores
+    every = fit_start(adata.X, "leiden", 10, 30, 0, genes=None)
+    auto = fit_start(adata.X, "auto", 10, 30, 0, genes="auto")
+    assert every.init == "leiden" and auto.init == "leiden"
+    assert not auto.excluded  # more communities than categories: the PCA keeps every gene
+    ari_every, ari_auto = score(truth, every.labels)["ari"], score(truth, auto.labels)["ari"]
+    assert ari_every < 0.3 and ari_auto > 0.7, (ari_every, ari_auto)  # 0.15 and 0.77

@@ -99,11 +99,16 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         init
             How the start is found, on the top 30 PCs of log-normalised counts. ``"auto"``
             (default): ``"divisive"`` from 24 categories on (the many-types defaults,
-            :mod:`cplmix_sc.model._defaults`), else ``"leiden"``. ``"leiden"``: Leiden
-            communities of a 15-NN graph at ``init_resolution``, merged along the graph down
-            to ``n_categories`` when there are more (:func:`cplmix_sc.start.graph_start`;
-            extra categories start empty). ``"kmeans"``: k-means with ``n_categories``
-            clusters (better for few, compact types). ``"divisive"``: ``n_categories``
+            :mod:`cplmix_sc.model._defaults`); with fewer, ``"leiden"``, or ``"kmeans"`` when
+            the graph has more communities than categories and k-means finds the same
+            clusters with and without the shared state's genes (compact types the state does
+            not cut; :func:`cplmix_sc.start.fit_start`, needs ``init_exclude_genes="auto"``);
+            ``model.init_`` says which. ``"leiden"``: Leiden communities of a 15-NN graph at
+            ``init_resolution``, merged down to ``n_categories`` when there are more
+            (:func:`cplmix_sc.start.graph_start`; with ``init_exclude_genes="auto"`` on the
+            graph without the shared state's genes; extra categories start empty).
+            ``"kmeans"``: k-means with ``n_categories`` clusters (better for few, compact
+            types). ``"divisive"``: ``n_categories``
             clusters split top-down, each split in the Pearson residuals of its own most
             variable genes (:func:`cplmix_sc.start.divisive_start`). ``"random"``: no start
             and no warm-up, as in the paper.
@@ -159,9 +164,10 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             that the start is not cut along a continuous state shared by many types
             (:func:`cplmix_sc.start.start_genes`):
 
-            - ``"auto"`` (default): when Leiden on every gene finds at most ``n_categories``
-              communities, leave out the genes of a state shared by communities
-              (:func:`cplmix_sc.start.state_program_genes`); otherwise use every gene.
+            - ``"auto"`` (default): find the genes of a state shared by communities
+              (:func:`cplmix_sc.start.state_program_genes`). When Leiden on every gene finds
+              at most ``n_categories`` communities, leave them out; otherwise the PCA uses
+              every gene and only the graph start's merges leave them out.
             - gene names in ``var_names`` (e.g. ``cplmix_sc.genesets.load("ieg")`` through
               ``cplmix_sc.genesets.match``), a boolean mask over the genes, or the name of a
               boolean ``var`` column: leave out exactly these.
@@ -190,6 +196,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                           stacklevel=2)
             warmup_epochs = pretrain_epochs if warmup_epochs is None else warmup_epochs
         check_choice("init", init, ("auto", *INITS))
+        auto = init == "auto"
         init = resolve_init(init, self.module.n_categories)
         check_number("lr", lr, low=0.0)
         check_number("train_size", train_size, low=0.0, high=1.0)
@@ -208,7 +215,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         check_key_added(key_added)
         check_checkpoint_dir(checkpoint_dir)
         self._check_plan_kwargs(plan_kwargs)
-        run = {"max_epochs": max_epochs, "warmup_epochs": warmup_epochs, "init": init,
+        # few types: the start's own "auto" (the graph start, or k-means where it is stable)
+        run = {"max_epochs": max_epochs, "warmup_epochs": warmup_epochs,
+               "init": "auto" if auto and init == "leiden" else init,
                "init_resolution": init_resolution, "genes": genes, "labels": labels,
                "ckpt": None,
                "checkpoint_dir": checkpoint_dir}
@@ -362,11 +371,13 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             else:
                 resume_path = ckpt["path"]
         if phase == "warmup":
-            if ckpt is None or run["init"] in ("leiden", "divisive") or run["labels"] is not None:
+            if (ckpt is None or run["init"] in ("auto", "leiden", "divisive")
+                    or run["labels"] is not None):
                 # a per-cell start (graph or labels) is not saved: refit it
                 start = self._fit_start(run["init"], run["init_resolution"], run["genes"],
                                         run["labels"])
                 meta["init_excluded"] = _left_out(start.genes)
+                self.init_ = start.init
                 if ckpt is None and "warmup_for_start" in run:  # scales with the start's size
                     run["warmup_epochs"] = meta["warmup_epochs"] = warmup_epochs(
                         *run["warmup_for_start"], run["max_epochs"],

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 MAX_START_CELLS = 20_000
 #: the ways to start (``train(init=...)``); ``"random"`` has no start
 INITS = ("divisive", "kmeans", "leiden", "random")
+#: ``fit_start(init="auto")`` takes k-means when k-means on every gene and k-means without the
+#: shared state's genes agree at least this well (adjusted Rand index): compact types that the
+#: state does not cut (Zeisel's 7 classes: 0.97; the simulator's state-cut types: 0.09-0.15,
+#: weak markers: 0.70-0.76; ``benchmarks/results/quality.md``, "The few-type start")
+KMEANS_AGREEMENT = 0.9
 
 
 @dataclass
@@ -41,6 +46,9 @@ class Start:
         k-means, taught by nearest centre.
     genes
         Boolean ``(G,)`` mask of the genes the PCA used, ``None`` for every gene.
+    init
+        The clustering used: ``"leiden"``, ``"kmeans"``, ``"divisive"`` or ``"labels"``
+        (``fit_start(init="auto")`` picks one of the first two).
     """
 
     mean: np.ndarray
@@ -50,6 +58,7 @@ class Start:
     points: np.ndarray | None
     labels: np.ndarray | None
     genes: np.ndarray | None
+    init: str = ""
 
     @property
     def excluded(self) -> list[int]:
@@ -82,41 +91,77 @@ def fit_start(
     ``"kmeans"``: k-means with ``n_categories`` clusters, taught by nearest centre.
     ``"leiden"``: Leiden communities of a 15-NN graph at ``resolution``, merged along the graph
     down to ``n_categories`` if there are more (:func:`~cplmix_sc.start.graph_start`), taught
-    by nearest reference cell. Both are fit on at most :data:`MAX_START_CELLS` cells (a
+    by nearest reference cell; with ``genes="auto"`` and more communities than categories,
+    the merges are judged on the graph of a PCA without the shared state's genes
+    (:func:`auto_genes`). Both are fit on at most :data:`MAX_START_CELLS` cells (a
     random sample of larger data); for a backed matrix only those rows are read, and the PCA is
     fit on them. ``genes`` is a boolean mask of the genes the PCA uses, ``None`` (every gene)
     or ``"auto"`` (:func:`~cplmix_sc.start.state_program_genes` on the same cells).
     ``labels`` (``(n_cells,)`` codes, :data:`~cplmix_sc.start._labels.NO_LABEL` for none): the
     start is these categories, taught by nearest reference cell (``init`` and ``"auto"``
     genes are then not used); cells without a label are reference cells without a category.
+    ``"auto"`` (``train()``'s default with fewer than 24 categories): ``"leiden"``, except
+    when the graph has more communities than ``n_categories`` and k-means with
+    ``n_categories`` clusters finds the same partition with and without the shared state's
+    genes (adjusted Rand index at least :data:`KMEANS_AGREEMENT`): then the types are compact
+    and not cut by a state, and the k-means start is used (``genes="auto"`` only; else
+    ``"leiden"``). ``Start.init`` says which was used.
     """
+    given = labels is not None
     sample = start_cells(x.shape[0], seed)
     if is_backed(x):  # on disk: read only the sampled rows (all if few), as CSR
         x = read_rows(x, sample)
         sample = None
     if labels is not None and sample is not None:
         labels = labels[sample]
+    if init == "auto" and not (isinstance(genes, str) and labels is None):
+        init = "leiden"  # the choice needs the state's genes ("auto" genes)
     if isinstance(genes, str) and (labels is not None or init == "divisive"):
         genes = None  # given labels, or splits in local genes: no graph communities to protect
+    merge_genes = None
     if isinstance(genes, str):
-        genes = auto_genes(x if sample is None else x[sample], n_pcs, seed, resolution,
-                           n_categories)
+        genes, merge_genes = auto_genes(x if sample is None else x[sample], n_pcs, seed,
+                                        resolution, n_categories)
     n_genes = x.shape[1] if genes is None else int(genes.sum())
     n_comp = min(n_pcs, n_genes - 1, x.shape[0] - 1)
     # sparse-aware: a large matrix is never densified whole (start._pca.log_pca)
     mean, components, pcs = log_pca(x, n_comp, seed, genes=genes, rows=sample)
+    merge_pcs = None
+    if merge_genes is not None and labels is None and init in ("leiden", "auto"):
+        n_comp = min(n_pcs, int(merge_genes.sum()) - 1, x.shape[0] - 1)
+        merge_pcs = log_pca(x, n_comp, seed, genes=merge_genes, rows=sample)[2]
+    if init == "auto":
+        init = "leiden" if merge_pcs is None else kmeans_or_graph(pcs, merge_pcs,
+                                                                  n_categories, seed)
     if labels is None and init == "divisive":
         labels = divisive_start(x if sample is None else x[sample], n_categories, seed)
     if labels is not None or init == "leiden":
         if labels is None:
-            labels = graph_start(pcs, n_categories, seed=seed, resolution=resolution)
+            labels = graph_start(pcs, n_categories, seed=seed, resolution=resolution,
+                                 **({} if merge_pcs is None else {"merge_rep": merge_pcs}))
         centers, points = category_centers(pcs, labels, n_categories), pcs
     else:
         km = KMeans(n_categories, n_init=10, random_state=seed).fit(pcs)
         labels, centers, points = km.labels_, km.cluster_centers_, None
     counts = np.bincount(labels[labels >= 0], minlength=n_categories)
+    used = "labels" if given else init
     return Start(mean, components, centers, counts, points,
-                 None if points is None else labels, genes)
+                 None if points is None else labels, genes, used)
+
+
+def kmeans_or_graph(pcs: np.ndarray, state_free_pcs: np.ndarray, k: int, seed) -> str:
+    """``"kmeans"`` if k-means with ``k`` clusters on ``pcs`` (every gene) and on
+    ``state_free_pcs`` (without the shared state's genes) agree to an adjusted Rand index of
+    at least :data:`KMEANS_AGREEMENT`, else ``"leiden"`` (the graph start)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    every = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs)
+    free = KMeans(k, n_init=10, random_state=seed).fit_predict(state_free_pcs)
+    agreement = adjusted_rand_score(every, free)
+    choice = "kmeans" if agreement >= KMEANS_AGREEMENT else "leiden"
+    logger.info("init='auto': k-means with and without the state's genes agree to ARI %.2f: "
+                "the %s start.", agreement, "k-means" if choice == "kmeans" else "graph")
+    return choice
 
 
 def category_centers(pcs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -127,12 +172,21 @@ def category_centers(pcs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     ])
 
 
-def auto_genes(x, n_pcs: int, seed, resolution: float, n_categories: int) -> np.ndarray | None:
-    """``init_exclude_genes="auto"``: the mask of :func:`state_program_genes`, with its
-    warning or log line; ``None`` when every gene stays."""
-    keep, _, info = state_program_genes(
-        x, n_pcs=n_pcs, seed=seed, resolution=resolution, max_communities=n_categories
-    )
+def auto_genes(x, n_pcs: int, seed, resolution: float,
+               n_categories: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``init_exclude_genes="auto"``: ``(pca_genes, merge_genes)``, masks of the genes the
+    start's PCA and the graph start's merges use (``None``: every gene), with a warning or
+    log line.
+
+    :func:`state_program_genes` finds the genes of a state shared by communities. When Leiden
+    on every gene finds at most ``n_categories`` communities, the start's PCA leaves them out
+    (``pca_genes``). When it finds more, the communities are found on every gene (leaving the
+    state's genes out of the PCA lost types on Zeisel's 7 classes) and only the merges down
+    to ``n_categories`` are judged without them (``merge_genes``): on the simulator the
+    merges along the all-gene graph pulled most cells into one category
+    (``benchmarks/results/quality.md``, "Merging without the state's genes").
+    """
+    keep, _, info = state_program_genes(x, n_pcs=n_pcs, seed=seed, resolution=resolution)
     if info["too_many"]:
         warnings.warn(
             f"init_exclude_genes='auto' flagged {info['too_many']} of {x.shape[1]} "
@@ -142,16 +196,20 @@ def auto_genes(x, n_pcs: int, seed, resolution: float, n_categories: int) -> np.
             UserWarning,
             stacklevel=5,
         )
-    elif info["skipped"]:
+        return None, None
+    if keep.all():
+        return None, None
+    if info["n_communities"][0] > n_categories:
         logger.info(
-            "init_exclude_genes='auto': %d communities for %d categories, so the "
-            "start merges them along the graph and uses every gene.",
-            info["n_communities"][0], n_categories,
+            "init_exclude_genes='auto': %d communities for %d categories, so the start "
+            "finds them on every gene and merges them on a graph without the %d genes that "
+            "vary together within communities.",
+            info["n_communities"][0], n_categories, int((~keep).sum()),
         )
-    else:
-        logger.info(
-            "The start leaves out %d genes that vary together within communities "
-            "(%d rounds; communities per round: %s).",
-            int((~keep).sum()), info["n_rounds"], info["n_communities"],
-        )
-    return None if keep.all() else keep
+        return None, keep
+    logger.info(
+        "The start leaves out %d genes that vary together within communities "
+        "(%d rounds; communities per round: %s).",
+        int((~keep).sum()), info["n_rounds"], info["n_communities"],
+    )
+    return keep, None

@@ -141,20 +141,33 @@ def merge_communities(connectivities, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def graph_start(
-    rep: np.ndarray, k: int, seed: int = 0, n_neighbors: int = 15, resolution: float = 1.0
+    rep: np.ndarray,
+    k: int,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    resolution: float = 1.0,
+    merge_rep: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Leiden communities at a fixed resolution, merged along the graph down to at most ``k``.
+    """Leiden communities at a fixed resolution, merged along a graph down to at most ``k``.
 
-    Leiden at ``resolution`` (scanpy's default 1.0) finds the graph's own communities. If
-    there are at most ``k`` of them they are returned as they are (the remaining categories
-    start empty). If there are more, they are merged by :func:`merge_communities`, so that
-    the pieces of one type that a strong continuous state stretches along the graph are
-    joined before distinct types are. Returns labels in ``[0, k)``, largest cluster first.
+    Leiden at ``resolution`` (scanpy's default 1.0) on a kNN graph of ``rep`` finds the
+    graph's own communities. If there are at most ``k`` of them they are returned as they are
+    (the remaining categories start empty). If there are more, they are merged by
+    :func:`merge_communities` on the kNN graph of ``merge_rep`` (default: ``rep``'s graph),
+    so that the pieces of one type that a strong continuous state stretches along the graph
+    are joined before distinct types are. ``merge_rep`` is for a representation without the
+    state's genes (``fit_start``'s ``"auto"`` genes): there a type's pieces along the state
+    lie next to each other, while on ``rep``'s graph they meet only through the cells of the
+    types the state leaves alone, which then draw every type into one category
+    (``benchmarks/results/quality.md``, "Merging without the state's genes"). Returns labels
+    in ``[0, k)``, largest cluster first.
     """
     if rep.shape[0] < 3:  # no neighbour graph on 1-2 cells (scanpy needs 2 neighbours)
         return np.arange(rep.shape[0]) % k
     g = _knn_graph(rep, seed, n_neighbors)
     labels = _leiden(g, resolution, seed)
     if labels.max() + 1 > k:
+        if merge_rep is not None:
+            g = _knn_graph(merge_rep, seed, n_neighbors)
         labels = merge_communities(g.obsp["connectivities"], labels, k)
     return _largest_first(labels)
