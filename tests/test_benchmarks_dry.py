@@ -102,3 +102,9 @@ def test_de_quick(tmp_path):
     text = (tmp_path / "de.md").read_text()
     assert "| Zeisel 2015, n_categories=10 |" in text
     assert "| DE, default |" in text and "| DE, cells_per_change=1 |" in text
+
+
+@pytest.mark.slow
+def test_few_start_runs(tmp_path):
+    out = _run([BENCH / "few_start.py", "--tasks", "tiny"], tmp_path)
+    assert "| tiny |" in out
