@@ -102,3 +102,12 @@ def test_de_quick(tmp_path):
     text = (tmp_path / "de.md").read_text()
     assert "| Zeisel 2015, n_categories=10 |" in text
     assert "| DE, default |" in text and "| DE, cells_per_change=1 |" in text
+
+
+@pytest.mark.slow
+def test_train_time_quick(tmp_path):
+    _run([BENCH / "train_time.py", "--quick", "--tasks", "hierarchy120,zeisel47",
+          "--out", tmp_path / "t.md"], tmp_path)
+    text = (tmp_path / "t.md").read_text()
+    assert "| hierarchy120 | 1500 | 400 | 24 | divisive |" in text
+    assert "| zeisel47 | 600 | 2000 | 47 | divisive |" in text
