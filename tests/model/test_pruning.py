@@ -263,3 +263,18 @@ def test_prune_fractional_n_prune(trained6, monkeypatch):
         model.prune(n_prune=1.5)
     with pytest.raises(ValueError, match="patience"):
         model.prune(patience=0)
+
+
+def test_prune_patience_on_a_trained_model(trained6):
+    """A real run: the kept model is the round of the best mean consensus over the categories
+    in use, with that round's categories, and its labels use only those."""
+    model, _ = trained6
+    hist = model.prune(min_consensus=1.0, n_prune=0.5, patience=1, fine_tune_epochs=1,
+                       batch_size=128, enable_progress_bar=False, annotate=False)
+    assert hist["selected"].sum() == 1
+    used_mean = [np.mean([v for v in c.values() if v > 0] or [0.0]) for c in hist["consensus"]]
+    best = int(np.argmax(used_mean))
+    assert hist["selected"].iloc[best]
+    cons = hist["consensus"].iloc[best]  # the categories of that round -> consensus
+    assert {c for c, v in cons.items() if v > 0} <= set(model.active_categories) <= set(cons)
+    assert set(np.unique(model.predict())) <= set(model.active_categories)

@@ -79,14 +79,18 @@ class PruningMixin:
         It stops when every surviving category reaches ``min_consensus`` (the chosen K), at
         ``min_categories`` or after ``max_rounds``.
 
-        With many subtle types the arms never agree on every category, so the threshold
-        alone does not stop near the true number (``benchmarks/results/fine_types.md``). With
-        ``patience`` the choice is the paper's "K where consensus is high": pruning also stops
-        once ``patience`` rounds have passed without a higher mean consensus (over the
+        With ``patience`` the choice is the paper's "K where consensus is high": pruning also
+        stops once ``patience`` rounds have passed without a higher mean consensus (over the
         categories in use), and the model is put back as it was measured in the best round
         (its weights and categories, less that round's unused ones; nothing of that round
         removed). Removing several categories per round (``n_prune`` > 1 or a fraction) makes
-        this faster.
+        it faster.
+
+        Neither rule finds the true number of many subtle types
+        (``benchmarks/results/fine_types.md``, "Pruning from 1.5 K"): with the start kept as
+        a prior (``start_weight``) the arms agree on every category and pruning stops at
+        once; with free arms some categories stay below the threshold at every K and the mean
+        consensus keeps rising as categories go, so ``patience`` keeps the fewest tried.
 
         A removed category is masked: ``q(c|x) = 0`` for it, so it leaves the categorical
         head and the decoder's input, and its cells move to the categories that remain.
