@@ -108,3 +108,12 @@ def test_de_quick(tmp_path):
 def test_few_start_runs(tmp_path):
     out = _run([BENCH / "few_start.py", "--tasks", "tiny"], tmp_path)
     assert "| tiny |" in out
+
+
+@pytest.mark.slow
+def test_train_time_quick(tmp_path):
+    _run([BENCH / "train_time.py", "--quick", "--tasks", "hierarchy120,zeisel47",
+          "--out", tmp_path / "t.md"], tmp_path)
+    text = (tmp_path / "t.md").read_text()
+    assert "| hierarchy120 | 1500 | 400 | 24 | divisive |" in text
+    assert "| zeisel47 | 600 | 2000 | 47 | divisive |" in text

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
+import torch
 from conftest import QUICK, make_easy_sim
 
 import cplmix_sc
@@ -196,3 +197,84 @@ def test_prune_fine_tunes_for_the_documented_epochs(trained6, monkeypatch):
     model.prune(max_rounds=1, annotate=False)
     assert _schedule.mixture_epochs(400, 256) == 240
     assert seen == [24]
+
+
+def _scripted_stats(model, means):
+    """``_prune_stats`` whose round ``r`` gives every active category consensus ``means[r]``
+    except the last active one (0.1: always the one removed)."""
+    calls = []
+
+    def stats(batch_size):
+        active = model.active_categories
+        cons = np.full(len(active), means[min(len(calls), len(means) - 1)])
+        cons[-1] = 0.1
+        calls.append(len(active))
+        table = pd.DataFrame({"n_cells": 10, "consensus": cons}, index=active)
+        return {"table": table, "log_ratio": 0.0, "reconstruction": 0.0,
+                "reconstruction_on": "training"}
+
+    return stats
+
+
+def test_prune_patience_keeps_the_best_round(trained6, monkeypatch):
+    """With ``patience`` pruning stops after that many rounds without a better mean consensus
+    and the model is put back as measured in the best round (weights and categories)."""
+    model, _ = trained6
+    # mean over categories in use: round 0 0.45, round 1 0.82 (best), then 0.5, 0.5
+    monkeypatch.setattr(model, "_prune_stats", _scripted_stats(model, [0.52, 0.96, 0.6, 0.6]))
+    param = next(model.module.parameters())
+
+    def fake_train(**kw):
+        with torch.no_grad():
+            param.add_(1.0)  # every fine-tuning changes the weights
+
+    monkeypatch.setattr(model, "train", fake_train)
+    before = param.detach().clone()
+    hist = model.prune(min_consensus=0.99, n_prune=1, patience=2, annotate=False)
+    assert hist["n_categories"].tolist() == [6, 5, 4, 3]
+    assert hist["selected"].tolist() == [False, True, False, False]
+    assert hist["removed"].iloc[-1] == []  # the stopping round removes nothing
+    # round 1's model: its 5 categories (its removal undone) and the weights it was measured
+    # with (after one fine-tuning; two more ran after it)
+    assert len(model.active_categories) == 5
+    assert torch.equal(param.detach(), before + 1.0)
+
+
+def test_prune_fractional_n_prune(trained6, monkeypatch):
+    """A fraction ``n_prune`` removes that share (rounded up) of the categories below
+    ``min_consensus``."""
+    model, _ = trained6
+    cons = pd.Series([0.1, 0.2, 0.3, 0.9, 0.95, 1.0])
+
+    def stats(batch_size):
+        active = model.active_categories
+        table = pd.DataFrame({"n_cells": 10, "consensus": cons[active].to_numpy()},
+                             index=active)
+        return {"table": table, "log_ratio": 0.0, "reconstruction": 0.0,
+                "reconstruction_on": "training"}
+
+    monkeypatch.setattr(model, "_prune_stats", stats)
+    monkeypatch.setattr(model, "train", lambda **kw: None)
+    hist = model.prune(min_consensus=0.5, n_prune=0.5, annotate=False)
+    # 3 below 0.5 -> ceil(1.5) = 2 removed, then 1 below -> 1 removed, then none
+    assert [len(r) for r in hist["removed"]] == [2, 1, 0]
+    assert model.active_categories.tolist() == [3, 4, 5]
+    with pytest.raises(ValueError, match="fractional"):
+        model.prune(n_prune=1.5)
+    with pytest.raises(ValueError, match="patience"):
+        model.prune(patience=0)
+
+
+def test_prune_patience_on_a_trained_model(trained6):
+    """A real run: the kept model is the round of the best mean consensus over the categories
+    in use, with that round's categories, and its labels use only those."""
+    model, _ = trained6
+    hist = model.prune(min_consensus=1.0, n_prune=0.5, patience=1, fine_tune_epochs=1,
+                       batch_size=128, enable_progress_bar=False, annotate=False)
+    assert hist["selected"].sum() == 1
+    used_mean = [np.mean([v for v in c.values() if v > 0] or [0.0]) for c in hist["consensus"]]
+    best = int(np.argmax(used_mean))
+    assert hist["selected"].iloc[best]
+    cons = hist["consensus"].iloc[best]  # the categories of that round -> consensus
+    assert {c for c, v in cons.items() if v > 0} <= set(model.active_categories) <= set(cons)
+    assert set(np.unique(model.predict())) <= set(model.active_categories)

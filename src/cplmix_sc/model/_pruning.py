@@ -57,9 +57,10 @@ class PruningMixin:
     def prune(
         self,
         min_consensus: float = 0.6,
-        n_prune: int = 1,
+        n_prune: int | float = 1,
         min_categories: int = 2,
         max_rounds: int | None = None,
+        patience: int | None = None,
         fine_tune_epochs: int | None = None,
         lr: float = 1e-3,
         batch_size: int = 256,
@@ -78,6 +79,19 @@ class PruningMixin:
         It stops when every surviving category reaches ``min_consensus`` (the chosen K), at
         ``min_categories`` or after ``max_rounds``.
 
+        With ``patience`` the choice is the paper's "K where consensus is high": pruning also
+        stops once ``patience`` rounds have passed without a higher mean consensus (over the
+        categories in use), and the model is put back as it was measured in the best round
+        (its weights and categories, less that round's unused ones; nothing of that round
+        removed). Removing several categories per round (``n_prune`` > 1 or a fraction) makes
+        it faster.
+
+        Neither rule finds the true number of many subtle types
+        (``benchmarks/results/fine_types.md``, "Pruning from 1.5 K"): with the start kept as
+        a prior (``start_weight``) the arms agree on every category and pruning stops at
+        once; with free arms some categories stay below the threshold at every K and the mean
+        consensus keeps rising as categories go, so ``patience`` keeps the fewest tried.
+
         A removed category is masked: ``q(c|x) = 0`` for it, so it leaves the categorical
         head and the decoder's input, and its cells move to the categories that remain.
         Labels are never renumbered: a surviving category keeps its index, so ``cpl_type``
@@ -90,11 +104,16 @@ class PruningMixin:
         min_consensus
             Consensus every category must reach to stop.
         n_prune
-            Categories removed per round (besides unused ones).
+            Categories removed per round (besides unused ones): an integer, or a fraction in
+            (0, 1) of the categories below ``min_consensus`` (rounded up).
         min_categories
             Never go below this many categories.
         max_rounds
             Stop after this many rounds (default: until the rule stops it).
+        patience
+            If given, stop after this many rounds without a better mean consensus over the
+            categories in use and keep the best round's model (see above); default ``None``:
+            the threshold rule only, the last round's model is kept.
         fine_tune_epochs
             Epochs of training after each removal; default ``max(5, E // 10)`` with ``E`` the
             default number of epochs of :meth:`train` for this data.
@@ -114,21 +133,28 @@ class PruningMixin:
         ``log_ratio`` (log of E[max_c q(c|x)] / E[min_c q(c|x)], Fig. S9a),
         ``reconstruction`` (mean NLL per cell and arm; held-out cells if the model was
         trained with ``train_size < 1``), ``removed`` (categories removed after measuring)
-        and ``consensus`` (dict category -> consensus).
+        and ``consensus`` (dict category -> consensus); with ``patience``, ``selected``
+        (``True`` on the round whose model was kept).
         """
         if not self.is_trained_:
             raise ValueError("Train the model before pruning: call `model.train()` first.")
         check_key_added(key_added)
         if not 0.0 <= min_consensus <= 1.0:
             raise ValueError(f"`min_consensus` must be in [0, 1], got {min_consensus}.")
-        if n_prune < 1 or min_categories < 1:
+        fraction = isinstance(n_prune, float) and not float(n_prune).is_integer()
+        if fraction and not 0.0 < n_prune < 1.0:
+            raise ValueError(f"A fractional `n_prune` must be in (0, 1), got {n_prune}.")
+        if (not fraction and n_prune < 1) or min_categories < 1:
             raise ValueError("`n_prune` and `min_categories` must be at least 1.")
         if self.module.n_arms < 2:
             raise ValueError("Pruning by consensus needs at least two arms (n_arms >= 2).")
         if fine_tune_epochs is None:
             fine_tune_epochs = schedule.fine_tune_epochs(self.adata.n_obs, batch_size)
+        if patience is not None and patience < 1:
+            raise ValueError(f"`patience` must be at least 1, got {patience}.")
         history = []
         mask = self.module.category_mask
+        best = {"mean": -np.inf, "round": None, "state": None, "unused": []}
         clock = time.perf_counter()
         for rnd in range(10**6 if max_rounds is None else max_rounds + 1):
             stats = self._prune_stats(batch_size)
@@ -142,7 +168,9 @@ class PruningMixin:
                 or (max_rounds is not None and rnd == max_rounds)
             )
             room = max(len(table) - len(unused) - min_categories, 0)
-            low = [] if done else candidates[candidates < min_consensus].index[:n_prune]
+            below = candidates[candidates < min_consensus].index
+            n_low = int(np.ceil(n_prune * len(below))) if fraction else int(n_prune)
+            low = [] if done else below[:n_low]
             removed = [int(c) for c in unused] + [int(c) for c in list(low)[:room]]
             removed = removed[: max(len(table) - min_categories, 0)]
             history.append(
@@ -158,9 +186,19 @@ class PruningMixin:
                     "consensus": {int(k): round(float(v), 4) for k, v in cons.items()},
                 }
             )
+            stop = False
+            if patience is not None:  # keep the round of the best mean consensus so far
+                mean_used = float(candidates.mean())
+                if mean_used > best["mean"]:
+                    best = {"mean": mean_used, "round": rnd, "unused": unused,
+                            "state": {k: v.detach().clone()
+                                      for k, v in self.module.state_dict().items()}}
+                stop = rnd - best["round"] >= patience
+                if stop:
+                    history[-1]["removed"] = removed = []
             progress_line(_round_line(history[-1], time.perf_counter() - clock))
             clock = time.perf_counter()
-            if not removed:
+            if stop or not removed:
                 break
             new_mask = mask.clone()
             new_mask[torch.as_tensor(removed, device=mask.device)] = False
@@ -170,8 +208,16 @@ class PruningMixin:
             # the trained model skips the warm-up; the non-finite guard and checks apply
             self.train(max_epochs=fine_tune_epochs, lr=lr, batch_size=batch_size,
                        annotate=False, **trainer_kwargs)
+        if best["round"] is not None and best["round"] != history[-1]["round"]:
+            self.module.load_state_dict(best["state"])
+            restored = self.module.category_mask.clone()
+            if best["unused"]:
+                restored[torch.as_tensor(best["unused"], device=restored.device)] = False
+            self.module.set_category_mask(restored)
         self.module.eval()
         self.prune_history_ = pd.DataFrame(history)
+        if patience is not None:
+            self.prune_history_["selected"] = self.prune_history_["round"] == best["round"]
         if annotate and is_global_zero():
             self.annotate(key_added=key_added)
         return self.prune_history_
