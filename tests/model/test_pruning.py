@@ -142,7 +142,10 @@ def test_consensus_from_labels_aligns_and_votes():
 def test_run_consensus_writes_only_its_keys(easy_sim, capsys):
     CplMixVAE.setup_anndata(easy_sim)
     before_obs = set(easy_sim.obs.columns)
-    res = cplmix_sc.tl.run_consensus(easy_sim, n_runs=2, n_categories=4, train_kwargs=QUICK)
+    # init="leiden": with 3 epochs (1 of warm-up) the k-means start that init="auto" picks on
+    # these compact types is imprinted less (ARI 0.33 vs 0.47-0.86); with 20 both reach 1.0
+    res = cplmix_sc.tl.run_consensus(easy_sim, n_runs=2, n_categories=4,
+                                     train_kwargs={**QUICK, "init": "leiden"})
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("consensus run")]
     assert [ln.split(":")[0] for ln in lines] == [
         "consensus run 1/2 (seed 0)", "consensus run 2/2 (seed 1)"
