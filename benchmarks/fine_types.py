@@ -49,7 +49,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 import cplmix_sc
 from cplmix_sc.metrics import clustering_scores
-from cplmix_sc.start import divisive_start, leiden_n_clusters, multinomial_em
+from cplmix_sc.start import divisive_start, fit_start, leiden_n_clusters, multinomial_em
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import load_task, log_pcs
@@ -194,10 +194,16 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
         codes = truth.astype("category").cat.codes.to_numpy()  # -1 for NaN
         preds = {"kmeans": km, "leiden": leiden_n_clusters(pcs, k, seed),
                  "em": em_multinomial(x, km, k), "em_truth": em_multinomial(x, codes, k)}
-    if "divisive" in methods:  # the start of init="divisive" on its own
-        preds["divisive"] = divisive_start(adata.X, k, seed=seed)
-    if "model" in methods:
-        preds["model"] = model_run(adata, key, k, seed, quick)
+    if "divisive" in methods:  # the start of init="divisive" on its own (as train() fits it)
+        preds["divisive"] = fit_start(adata.X, "divisive", k, 30, seed, genes="auto").labels
+    if "divisive_allgenes" in methods:  # the same on every gene (before the state's genes
+        preds["divisive_allgenes"] = divisive_start(adata.X, k, seed=seed)  # were left out)
+    if "model" in methods:  # the defaults (from K = 24 on: the many-types setting)
+        model, a = fit(adata, key, k, seed, quick)
+        preds["model"] = model.predict()
+        if "state" in adata.obs:
+            row.update({f"model_{c}": v for c, v in state_scores(
+                adata, a.obsm["X_cpl_state"], preds["model"]).items()})
     if "model_div" in methods:  # the many-types recipe (docs/model.md, "Many types")
         model, a = fit(adata, key, k, seed, quick, init="divisive", **MANY)
         preds["model_div"] = model.predict()
@@ -246,8 +252,8 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
 
 
 COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari",
-        "em_truth_ari", "divisive_ari", "divisive_gap", "model_used", "model_ari", "model_ami",
-        "model_gap",
+        "em_truth_ari", "divisive_allgenes_ari", "divisive_ari", "divisive_gap", "model_used",
+        "model_ari", "model_ami", "model_gap", "model_state_rho",
         "model_div_used", "model_div_ari", "model_div_ami", "model_div_gap",
         "model_div_state_rho", "model_div_state_rho_min", "model_div_state_n",
         "model_div_state_rho_matched", "model_div_state_n_matched", "model_div_state_rho_dim",

@@ -78,5 +78,24 @@ def test_init_divisive_teaches_every_category(easy_sim):
     model.train(init="divisive", annotate=False, **QUICK)
     taught = model.module.start_point_labels.numpy()
     assert len(taught) == adata.n_obs and set(np.unique(taught)) == set(range(8))
-    expected = divisive_start(adata.X, 8, seed=0)
+    kept = ~adata.var_names.isin(model.init_excluded_genes_)  # a shared state's genes out
+    expected = divisive_start(adata.X[:, kept], 8, seed=0)
     np.testing.assert_array_equal(taught, expected)
+
+
+def test_divisive_start_leaves_a_shared_states_genes_out(hierarchy):
+    """``fit_start(init="divisive", genes="auto")`` finds the genes of the state shared by the
+    types (:func:`state_program_genes`), leaves them out of the splits and the PCA, and
+    recovers the sister types far better than the same splits on every gene."""
+    from cplmix_sc.start import fit_start
+
+    a = hierarchy
+    truth = a.obs["type"].to_numpy()
+    start = fit_start(a.X, "divisive", 24, 30, 0, genes="auto")
+    left = ~start.genes
+    is_state = (a.var["role"] == "state").to_numpy()
+    assert left.sum() >= 20 and (left & is_state).sum() >= 0.8 * left.sum()
+    assert start.init == "divisive" and len(np.unique(start.labels)) == 24
+    ours = clustering_scores(truth, start.labels)["ari"]
+    every_gene = clustering_scores(truth, divisive_start(a.X, 24, seed=0))["ari"]
+    assert ours > 0.85 and ours > every_gene + 0.2

@@ -95,8 +95,9 @@ def fit_start(
     the merges are judged on the graph of a PCA without the shared state's genes
     (:func:`auto_genes`). Both are fit on at most :data:`MAX_START_CELLS` cells (a
     random sample of larger data); for a backed matrix only those rows are read, and the PCA is
-    fit on them. ``genes`` is a boolean mask of the genes the PCA uses, ``None`` (every gene)
-    or ``"auto"`` (:func:`~cplmix_sc.start.state_program_genes` on the same cells).
+    fit on them. ``genes`` is a boolean mask of the genes the PCA (and the divisive splits)
+    use, ``None`` (every gene) or ``"auto"`` (:func:`~cplmix_sc.start.state_program_genes` on
+    the same cells, :func:`auto_genes`).
     ``labels`` (``(n_cells,)`` codes, :data:`~cplmix_sc.start._labels.NO_LABEL` for none): the
     start is these categories, taught by nearest reference cell (``init`` and ``"auto"``
     genes are then not used); cells without a label are reference cells without a category.
@@ -116,12 +117,15 @@ def fit_start(
         labels = labels[sample]
     if init == "auto" and not (isinstance(genes, str) and labels is None):
         init = "leiden"  # the choice needs the state's genes ("auto" genes)
-    if isinstance(genes, str) and (labels is not None or init == "divisive"):
-        genes = None  # given labels, or splits in local genes: no graph communities to protect
+    if isinstance(genes, str) and labels is not None:
+        genes = None  # given labels: no communities to protect
     merge_genes = None
     if isinstance(genes, str):
+        # the divisive start never merges communities: its splits and PCA leave a shared
+        # state's genes out whatever the number of communities
         genes, merge_genes = auto_genes(x if sample is None else x[sample], n_pcs, seed,
-                                        resolution, n_categories)
+                                        resolution,
+                                        None if init == "divisive" else n_categories)
     n_genes = x.shape[1] if genes is None else int(genes.sum())
     n_comp = min(n_pcs, n_genes - 1, x.shape[0] - 1)
     # sparse-aware: a large matrix is never densified whole (start._pca.log_pca)
@@ -134,7 +138,8 @@ def fit_start(
         init = "leiden" if merge_pcs is None else kmeans_or_graph(pcs, merge_pcs,
                                                                   n_categories, seed)
     if labels is None and init == "divisive":
-        labels = divisive_start(x if sample is None else x[sample], n_categories, seed)
+        xs = x if sample is None else x[sample]
+        labels = divisive_start(xs if genes is None else xs[:, genes], n_categories, seed)
     if labels is not None or init == "leiden":
         if labels is None:
             labels = graph_start(pcs, n_categories, seed=seed, resolution=resolution,
@@ -173,7 +178,7 @@ def category_centers(pcs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def auto_genes(x, n_pcs: int, seed, resolution: float,
-               n_categories: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+               n_categories: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``init_exclude_genes="auto"``: ``(pca_genes, merge_genes)``, masks of the genes the
     start's PCA and the graph start's merges use (``None``: every gene), with a warning or
     log line.
@@ -185,6 +190,9 @@ def auto_genes(x, n_pcs: int, seed, resolution: float,
     to ``n_categories`` are judged without them (``merge_genes``): on the simulator the
     merges along the all-gene graph pulled most cells into one category
     (``benchmarks/results/quality.md``, "Merging without the state's genes").
+    ``n_categories=None`` (the divisive start, which merges nothing): always ``pca_genes``;
+    the divisive splits leave the state's genes out too (on the TUNE draws of the many-type
+    family a shared state otherwise cuts the splits: ``benchmarks/results/fine_types.md``).
     """
     keep, _, info = state_program_genes(x, n_pcs=n_pcs, seed=seed, resolution=resolution)
     if info["too_many"]:
@@ -199,7 +207,7 @@ def auto_genes(x, n_pcs: int, seed, resolution: float,
         return None, None
     if keep.all():
         return None, None
-    if info["n_communities"][0] > n_categories:
+    if n_categories is not None and info["n_communities"][0] > n_categories:
         logger.info(
             "init_exclude_genes='auto': %d communities for %d categories, so the start "
             "finds them on every gene and merges them on a graph without the %d genes that "
