@@ -160,14 +160,15 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             Lower values start from coarser communities, which helps where a strong
             continuous state cuts types into pieces (``docs/model.md``, "Choosing K").
         init_exclude_genes
-            Genes left out of the start's PCA (the model itself still sees every gene), so
-            that the start is not cut along a continuous state shared by many types
-            (:func:`cplmix_sc.start.start_genes`):
+            Genes left out of the start's PCA and of the divisive start's splits (the model
+            itself still sees every gene), so that the start is not cut along a continuous
+            state shared by many types (:func:`cplmix_sc.start.start_genes`):
 
             - ``"auto"`` (default): find the genes of a state shared by communities
-              (:func:`cplmix_sc.start.state_program_genes`). When Leiden on every gene finds
-              at most ``n_categories`` communities, leave them out; otherwise the PCA uses
-              every gene and only the graph start's merges leave them out.
+              (:func:`cplmix_sc.start.state_program_genes`). ``init="divisive"``: leave them
+              out. Otherwise, when Leiden on every gene finds at most ``n_categories``
+              communities, leave them out; when it finds more, the PCA uses every gene and
+              only the graph start's merges leave them out.
             - gene names in ``var_names`` (e.g. ``cplmix_sc.genesets.load("ieg")`` through
               ``cplmix_sc.genesets.match``), a boolean mask over the genes, or the name of a
               boolean ``var`` column: leave out exactly these.
