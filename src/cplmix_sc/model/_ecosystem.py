@@ -135,7 +135,7 @@ class EcosystemMixin:
         """
         inf = self.module.inference(x)
         return self._rho_from_posterior(
-            inf["log_probs"].exp().mean(0), inf["state_features"], batch, transform_batch,
+            inf["log_probs"].exp().mean(0), inf["bottleneck"], batch, transform_batch,
             n_samples, arm, sample,
         )
 

@@ -35,10 +35,9 @@ class InferenceMixin:
         for tensors in loader:
             inf = self.module.inference(tensors[REGISTRY_KEYS.X_KEY])
             out["log_probs"].append(inf["log_probs"].cpu())
-            out["bottleneck"].append(inf["state_features"].cpu())
+            out["bottleneck"].append(inf["bottleneck"].cpu())
             types = inf["log_probs"].exp().mean(0).argmax(-1)
-            state = self.module.state_given_category(inf["state_features"], types)
-            out["state"].append(state.cpu())
+            out["state"].append(self.module.state_given_category(inf["bottleneck"], types).cpu())
         return {k: torch.cat(v, dim=1) for k, v in out.items()}
 
     def get_type_probabilities(

@@ -29,7 +29,6 @@ from ._start import StartMixin, _rename_teacher_buffers
 LIKELIHOODS = ("nb", "gaussian")
 USAGE_TARGETS = ("uniform", "start")
 DECODERS = ("mlp", "linear")
-STATE_INPUTS = ("bottleneck", "hidden")
 class CplMixVAEModule(StartMixin, BaseModuleClass):
     """A coupled mixture VAEs: categorical type ``c`` and type-dependent state ``s`` per arm.
 
@@ -146,7 +145,6 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         decoder: Literal["mlp", "linear"] = "mlp",
         augmenter_kwargs: dict | None = None,
         warmup_coupling: bool = True,
-        state_input: Literal["bottleneck", "hidden"] = "bottleneck",
     ):
         super().__init__()
         usage_target = _check_arguments(
@@ -186,8 +184,6 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
                 "CplMixVAE(adata, augmenter=aug) (aug a trained cplmix_sc.Augmenter)."
             )
         self.augmenter = _frozen_augmenter(augmenter_kwargs, n_input)
-        check_choice("state_input", state_input, STATE_INPUTS)
-        self.state_input = state_input
         self._init_start(warmup_weight, start_weight)
         self._build_networks(n_input, n_batch, n_categories, n_state, n_arms, n_hidden,
                              n_layers, n_bottleneck, input_dropout, state_dropout, decoder)
@@ -207,8 +203,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.encoder = ArmMLP(a, n_input, hidden)
         self.bottleneck = ArmLinear(a, n_hidden, n_bottleneck)
         self.category_head = ArmLinear(a, n_bottleneck, n_categories)
-        n_features = n_hidden if self.state_input == "hidden" else n_bottleneck
-        self.state_encoder = ArmMLP(a, n_features + n_categories, [n_hidden])
+        self.state_encoder = ArmMLP(a, n_bottleneck + n_categories, [n_hidden])
         self.state_mean = ArmLinear(a, n_hidden, n_state)
         self.state_logvar = ArmLinear(a, n_hidden, n_state)
         self.state_dropout = nn.Dropout(state_dropout)
@@ -304,14 +299,12 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
             category = F.gumbel_softmax(logits, tau=self.temperature, hard=False)
         else:
             category = log_probs.exp()
-        features = h if self.state_input == "hidden" else bottleneck
-        hs = self.state_encoder(torch.cat([features, category], dim=-1))
+        hs = self.state_encoder(torch.cat([bottleneck, category], dim=-1))
         qs_m = self.state_mean(hs)
         qs_v = self.state_logvar(hs).clamp(-12.0, 8.0).exp()
         state = qs_m + qs_v.sqrt() * torch.randn_like(qs_m) if self.training else qs_m
         return {
             "bottleneck": bottleneck,
-            "state_features": features,
             "logits": logits,
             "log_probs": log_probs,
             "category": category,
