@@ -100,7 +100,7 @@ def readouts(model, adata) -> dict:
     inf = mod.inference(x)
     from cplmix_sc.module._normalise import log_normalise
 
-    feats = inf["state_features"]
+    feats = inf.get("state_features", inf["bottleneck"])  # the state encoder's input
     h = mod.encoder(log_normalise(x, x.sum(-1, keepdim=True)).expand(mod.n_arms, *x.shape))
     own = inf["log_probs"].argmax(-1)  # (A, B)
     own_state = torch.stack([mod.state_given_category(feats, own[a])[a]
