@@ -10,6 +10,10 @@ def test_warmup_grows_with_the_categories_up_to_the_mixture_phase():
     assert _schedule.warmup_epochs(2705, 256, 40, n_categories=47) == 22  # 5 x 47 = 235 steps
     assert _schedule.warmup_epochs(2705, 256, 40, n_categories=120) == 40  # at most max_epochs
     assert _schedule.warmup_epochs(2705, 256, 0) == 1  # at least one epoch
+    # many types: 10 steps per category, at most 3 x max_epochs
+    assert _schedule.warmup_epochs(2705, 256, 40, n_categories=47, many_types=True) == 43
+    assert _schedule.warmup_epochs(5640, 256, 21, n_categories=94, many_types=True) == 41
+    assert _schedule.warmup_epochs(2705, 256, 10, n_categories=120, many_types=True) == 30
 
 
 def test_default_warmup_is_set_from_the_fitted_start(easy_sim, monkeypatch):

@@ -34,7 +34,7 @@ from ..train._checkpoint import (
 )
 from ..train._data import DeviceDataSplitter
 from ..train._schedule import mixture_epochs, steps_per_epoch, warmup_epochs
-from ._defaults import resolve_init
+from ._defaults import many_types, resolve_init
 
 
 def is_global_zero() -> bool:
@@ -382,7 +382,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                 if ckpt is None and "warmup_for_start" in run:  # scales with the start's size
                     run["warmup_epochs"] = meta["warmup_epochs"] = warmup_epochs(
                         *run["warmup_for_start"], run["max_epochs"],
-                        int((start.counts > 0).sum()))
+                        int((start.counts > 0).sum()), many_types(self.module.n_categories))
             self._fit_phase(run, fit_kwargs, "warmup", run["warmup_epochs"], resume_path)
             run["warmup_done"] = True
             resume_path = None

@@ -18,6 +18,12 @@ WARMUP_STEPS = 120
 #: needs a longer warm-up to be imprinted (``benchmarks/results/fine_mech.md``); at most as
 #: long as the mixture phase
 WARMUP_STEPS_PER_CATEGORY = 5
+#: with the many-types defaults (``n_categories >= 24``, :mod:`cplmix_sc.model._defaults`):
+#: this many steps per category, at most ``MANY_TYPES_WARMUP_CAP`` times the mixture phase
+#: (5 per category left a Smart-seq-like TUNE draw of 94 types at ARI 0.30 after the
+#: warm-up against 0.45 for its start; 10 imprint it: ``benchmarks/results/fine_types.md``)
+MANY_TYPES_WARMUP_STEPS_PER_CATEGORY = 10
+MANY_TYPES_WARMUP_CAP = 3
 #: :meth:`~cplmix_sc.CplMixVAE.prune`'s fine-tuning: this share of the mixture phase ...
 FINE_TUNE_SHARE = 10
 #: ... and at least this many epochs
@@ -42,12 +48,16 @@ def mixture_epochs(n_train: int, batch_size: int) -> int:
     return _epochs(MIXTURE_STEPS, n_train, batch_size, MIXTURE_EPOCHS)
 
 
-def warmup_epochs(n_train: int, batch_size: int, max_epochs: int, n_categories: int = 0) -> int:
+def warmup_epochs(n_train: int, batch_size: int, max_epochs: int, n_categories: int = 0,
+                  many_types: bool = False) -> int:
     """Default epochs of the warm-up: ``max(WARMUP_STEPS, WARMUP_STEPS_PER_CATEGORY * K)``
     steps (``K``: the start's non-empty categories) rounded up to whole epochs, at least 1
-    and at most ``max_epochs``."""
-    steps = max(WARMUP_STEPS, WARMUP_STEPS_PER_CATEGORY * n_categories)
-    return max(1, min(-(-steps // steps_per_epoch(n_train, batch_size)), max_epochs))
+    and at most ``max_epochs``; with ``many_types``, ``MANY_TYPES_WARMUP_STEPS_PER_CATEGORY``
+    steps per category and at most ``MANY_TYPES_WARMUP_CAP * max_epochs``."""
+    per_category = MANY_TYPES_WARMUP_STEPS_PER_CATEGORY if many_types else WARMUP_STEPS_PER_CATEGORY
+    cap = max_epochs * (MANY_TYPES_WARMUP_CAP if many_types else 1)
+    steps = max(WARMUP_STEPS, per_category * n_categories)
+    return max(1, min(-(-steps // steps_per_epoch(n_train, batch_size)), cap))
 
 
 def fine_tune_epochs(n_train: int, batch_size: int) -> int:
