@@ -17,8 +17,8 @@ def test_warmup_grows_with_the_categories_up_to_the_mixture_phase():
 
 
 def test_default_warmup_is_set_from_the_fitted_start(easy_sim, monkeypatch):
-    """A k-means start of 30 categories: 5 x 30 = 150 warm-up steps; one of 3 categories:
-    the 120-step floor."""
+    """A k-means start of 30 categories (the many-types defaults): 10 x 30 = 300 warm-up
+    steps; one of 3 categories: the 120-step floor."""
     import scvi
 
     from cplmix_sc import CplMixVAE
@@ -40,7 +40,7 @@ def test_default_warmup_is_set_from_the_fitted_start(easy_sim, monkeypatch):
                 annotate=False)
     steps = _schedule.steps_per_epoch(adata.n_obs, 128)  # train_size=1
     assert steps >= 3
-    assert seen == {"warmup": -(-150 // steps), "mixture": 60}
+    assert seen == {"warmup": -(-300 // steps), "mixture": 60}  # 30 >= 24: 10 per category
     model = CplMixVAE(adata, n_categories=3)
     model.train(max_epochs=60, init="kmeans", batch_size=128, enable_progress_bar=False,
                 annotate=False)
