@@ -94,8 +94,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             between 20 and 400 epochs (40 epochs for the 3,005 Zeisel cells at batch 256).
         warmup_epochs
             Epochs of the warm-up towards the start; default about 120 optimiser steps, or 5
-            per category of the start if more (10 epochs for Zeisel's graph start), at least
-            1 and at most ``max_epochs``.
+            per category of the start if more (10 epochs for Zeisel's 7 classes), at least
+            1 and at most ``max_epochs``; with 24 or more categories 10 steps per category,
+            at most 3 x ``max_epochs`` (:mod:`cplmix_sc.train._schedule`).
         init
             How the start is found, on the top 30 PCs of log-normalised counts. ``"auto"``
             (default): ``"divisive"`` from 24 categories on (the many-types defaults,
