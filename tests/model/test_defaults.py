@@ -60,6 +60,7 @@ def test_defaults_keep_24_sister_types_and_beat_kmeans(hierarchy):
     and is more accurate than k-means at the same K (issue 17's criteria, on a small draw)."""
     scvi.settings.seed = 0
     adata = hierarchy.copy()
+    CplMixVAE.setup_anndata(adata)
     model = CplMixVAE(adata, n_categories=24)
     model.train(enable_progress_bar=False)
     labels = adata.obs["cpl_type"].to_numpy()
