@@ -27,6 +27,36 @@ class PruningMixin:
         return np.flatnonzero(self.module.category_mask.cpu().numpy())
 
     @torch.inference_mode()
+    def _keep_best(self, best: dict, candidates, rnd: int, unused: list, patience: int) -> bool:
+        """``prune(patience=...)``: record this round in ``best`` (in place) if its mean
+        consensus over the categories in use is the highest so far; whether ``patience``
+        rounds have passed without a better one."""
+        mean_used = float(candidates.mean())
+        if mean_used > best["mean"]:
+            best.update(mean=mean_used, round=rnd, unused=unused,
+                        state={k: v.detach().clone()
+                               for k, v in self.module.state_dict().items()})
+        return rnd - best["round"] >= patience
+
+    def _check_prune_args(self, key_added, min_consensus, n_prune, min_categories,
+                          patience) -> bool:
+        """Refuse bad :meth:`prune` arguments; whether ``n_prune`` is a fraction."""
+        if not self.is_trained_:
+            raise ValueError("Train the model before pruning: call `model.train()` first.")
+        check_key_added(key_added)
+        if not 0.0 <= min_consensus <= 1.0:
+            raise ValueError(f"`min_consensus` must be in [0, 1], got {min_consensus}.")
+        fraction = isinstance(n_prune, float) and not float(n_prune).is_integer()
+        if fraction and not 0.0 < n_prune < 1.0:
+            raise ValueError(f"A fractional `n_prune` must be in (0, 1), got {n_prune}.")
+        if (not fraction and n_prune < 1) or min_categories < 1:
+            raise ValueError("`n_prune` and `min_categories` must be at least 1.")
+        if self.module.n_arms < 2:
+            raise ValueError("Pruning by consensus needs at least two arms (n_arms >= 2).")
+        if patience is not None and patience < 1:
+            raise ValueError(f"`patience` must be at least 1, got {patience}.")
+        return fraction
+
     def _prune_stats(self, batch_size: int | None) -> dict:
         """Consensus per category, the Fig. S9a log-ratio and the reconstruction NLL."""
         self.module.eval()
@@ -136,22 +166,10 @@ class PruningMixin:
         and ``consensus`` (dict category -> consensus); with ``patience``, ``selected``
         (``True`` on the round whose model was kept).
         """
-        if not self.is_trained_:
-            raise ValueError("Train the model before pruning: call `model.train()` first.")
-        check_key_added(key_added)
-        if not 0.0 <= min_consensus <= 1.0:
-            raise ValueError(f"`min_consensus` must be in [0, 1], got {min_consensus}.")
-        fraction = isinstance(n_prune, float) and not float(n_prune).is_integer()
-        if fraction and not 0.0 < n_prune < 1.0:
-            raise ValueError(f"A fractional `n_prune` must be in (0, 1), got {n_prune}.")
-        if (not fraction and n_prune < 1) or min_categories < 1:
-            raise ValueError("`n_prune` and `min_categories` must be at least 1.")
-        if self.module.n_arms < 2:
-            raise ValueError("Pruning by consensus needs at least two arms (n_arms >= 2).")
+        fraction = self._check_prune_args(key_added, min_consensus, n_prune, min_categories,
+                                          patience)
         if fine_tune_epochs is None:
             fine_tune_epochs = schedule.fine_tune_epochs(self.adata.n_obs, batch_size)
-        if patience is not None and patience < 1:
-            raise ValueError(f"`patience` must be at least 1, got {patience}.")
         history = []
         mask = self.module.category_mask
         best = {"mean": -np.inf, "round": None, "state": None, "unused": []}
@@ -167,12 +185,8 @@ class PruningMixin:
                 or len(candidates) <= min_categories
                 or (max_rounds is not None and rnd == max_rounds)
             )
-            room = max(len(table) - len(unused) - min_categories, 0)
-            below = candidates[candidates < min_consensus].index
-            n_low = int(np.ceil(n_prune * len(below))) if fraction else int(n_prune)
-            low = [] if done else below[:n_low]
-            removed = [int(c) for c in unused] + [int(c) for c in list(low)[:room]]
-            removed = removed[: max(len(table) - min_categories, 0)]
+            removed = _round_removals(len(table), unused, candidates, min_consensus, n_prune,
+                                      fraction, min_categories, done)
             history.append(
                 {
                     "round": rnd,
@@ -186,16 +200,10 @@ class PruningMixin:
                     "consensus": {int(k): round(float(v), 4) for k, v in cons.items()},
                 }
             )
-            stop = False
-            if patience is not None:  # keep the round of the best mean consensus so far
-                mean_used = float(candidates.mean())
-                if mean_used > best["mean"]:
-                    best = {"mean": mean_used, "round": rnd, "unused": unused,
-                            "state": {k: v.detach().clone()
-                                      for k, v in self.module.state_dict().items()}}
-                stop = rnd - best["round"] >= patience
-                if stop:
-                    history[-1]["removed"] = removed = []
+            stop = patience is not None and self._keep_best(best, candidates, rnd, unused,
+                                                            patience)
+            if stop:
+                history[-1]["removed"] = removed = []
             progress_line(_round_line(history[-1], time.perf_counter() - clock))
             clock = time.perf_counter()
             if stop or not removed:
@@ -231,3 +239,17 @@ def _round_line(entry: dict, seconds: float) -> str:
         f"min {entry['min_consensus']:.2f} mean {entry['mean_consensus']:.2f}; removed: "
         f"{removed} ({seconds:.0f} s)"
     )
+
+
+def _round_removals(n_surviving: int, unused: list, candidates, min_consensus: float,
+                    n_prune, fraction: bool, min_categories: int, done: bool) -> list[int]:
+    """The categories one :meth:`~PruningMixin.prune` round removes: the unused ones, then (if
+    not ``done``) the ``n_prune`` least consistent below ``min_consensus`` (a fraction of
+    those below it, rounded up, if ``fraction``), never leaving fewer than
+    ``min_categories``."""
+    room = max(n_surviving - len(unused) - min_categories, 0)
+    below = candidates[candidates < min_consensus].index
+    n_low = int(np.ceil(n_prune * len(below))) if fraction else int(n_prune)
+    low = [] if done else below[:n_low]
+    removed = [int(c) for c in unused] + [int(c) for c in list(low)[:room]]
+    return removed[: max(n_surviving - min_categories, 0)]
