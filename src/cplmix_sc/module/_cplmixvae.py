@@ -22,7 +22,7 @@ from ._augment import AUGMENTATIONS, thin_counts
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
 from ._dropout import InputDropout
-from ._likelihood import nb_nll
+from ._likelihood import nb_nll, nb_nll_logits
 from ._normalise import NORM_SCALE, log_normalise
 from ._start import StartMixin, _rename_teacher_buffers
 
@@ -436,6 +436,8 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         """``-log p(x | s_a, c_a)`` of the unperturbed cell for every arm, ``(A, B)``."""
         library = x.sum(-1, keepdim=True)
         if self.likelihood == "nb":
+            if x.device.type == "cpu":  # the fused kernel (torch formula without numba)
+                return nb_nll_logits(x, decoded, self.gene_param, sparse=self.sparse_likelihood)
             mu = library * F.softmax(decoded, dim=-1)
             theta = self.gene_param.exp()
             return nb_nll(x, mu, theta, sparse=self.sparse_likelihood and x.device.type == "cpu")
