@@ -278,9 +278,48 @@ def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
     import cplmix_sc.module._dropout as drop
 
     monkeypatch.setattr(drop, "_kernel", lambda: None)
+    # ... and the CPU's fused NB kernel: a GPU runs the torch formula
+    import cplmix_sc.module._likelihood as lik
+
+    monkeypatch.setattr(lik, "_kernel", lambda: None)
     scvi.settings.seed = 0
     adata = counts()
     CplMixVAE.setup_anndata(adata, batch_key="b")
     model = CplMixVAE(adata, n_categories=3)
     model.train(**QUICK, callbacks=[Watch()], annotate=False)
     assert reads == []
+
+
+def test_start_labels_are_looked_up_per_cell_during_training():
+    """StartLabelTable: the table holds the search's label of every cell, the loss reads it
+    by the mini-batch's indices, and it is dropped when fitting ends."""
+    from lightning.pytorch import Callback
+
+    seen = {}
+
+    class Watch(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            module = pl_module.module
+            if module.phase != "warmup" or "table" in seen:
+                return
+            seen["table"] = module.start_cell_labels.clone()
+            seen["batch"] = (batch["X"].clone(), batch[REGISTRY_KEYS.INDICES_KEY].clone())
+
+    scvi.settings.seed = 0
+    adata = counts(batches=False)
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=4)
+    model.train(**QUICK, init="leiden", callbacks=[Watch()], annotate=False)
+    module = model.module
+    assert module.start_cell_labels.numel() == 0  # dropped when fitting ended
+    assert "start_cell_labels" not in module.state_dict()  # and never saved
+    table = seen["table"]
+    assert table.shape == (adata.n_obs,)
+    x_all = torch.as_tensor(adata.X.toarray() if sp.issparse(adata.X) else adata.X,
+                            dtype=torch.float32)
+    # the table is the nearest-reference search, cell by cell
+    torch.testing.assert_close(table, module.start_labels(x_all))
+    x, idx = seen["batch"]
+    module.set_cell_start_labels(table)
+    torch.testing.assert_close(module.start_labels(x, idx), module.start_labels(x))
+    module.set_cell_start_labels(None)

@@ -21,7 +21,13 @@ from scvi.train import TrainingPlan
 
 from .._validation import check_choice, check_int, check_key_added, check_number
 from ..start import INITS, Start, fit_start, start_genes, start_labels_from
-from ..train import CouplingWarmup, NonFiniteGuard, NonFiniteLossError, ResumableCheckpoint
+from ..train import (
+    CouplingWarmup,
+    NonFiniteGuard,
+    NonFiniteLossError,
+    ResumableCheckpoint,
+    StartLabelTable,
+)
 from ..train._checkpoint import (
     CHECKPOINT_KEY,
     CHECKPOINT_NAME,
@@ -396,7 +402,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
     def _fit_phase(self, run: dict, fit_kwargs: dict, phase: str, n_epochs: int,
                    ckpt_path=None) -> None:
         """One phase of training through scvi-tools' ``train`` (a fresh Lightning trainer)."""
-        callbacks = [*run["callbacks"], NonFiniteGuard(phase, run["lr"])]
+        callbacks = [*run["callbacks"], NonFiniteGuard(phase, run["lr"]), StartLabelTable()]
         if phase == "mixture" and run["coupling_warmup"] > 0:
             callbacks.append(CouplingWarmup(n_epochs, run["coupling_warmup"]))
         kwargs = dict(fit_kwargs)

@@ -233,6 +233,11 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.register_buffer(
             "start_point_labels", torch.zeros(0, dtype=torch.long), persistent=False
         )
+        # every training cell's start label, looked up by index (set per train() call by
+        # train.StartLabelTable when the mini-batches carry the cells' indices; not saved)
+        self.register_buffer(
+            "start_cell_labels", torch.zeros(0, dtype=torch.long), persistent=False
+        )
         # π of the usage term: uniform, or the start's proportions (usage_target="start")
         self.register_buffer("usage_prior", torch.full((n_categories,), 1.0 / n_categories))
         # categories still in use: pruning (CplMixVAE.prune) switches entries off; a pruned
@@ -514,7 +519,8 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         pull = (self.warmup_weight if self.phase == "warmup"
                 else self.start_weight if self.has_start else 0.0)
         if pull > 0:
-            target = self.start_labels(x)  # -1: a cell without a starting category
+            # -1: a cell without a starting category
+            target = self.start_labels(x, tensors.get(REGISTRY_KEYS.INDICES_KEY))
             if pruned:  # start labels index all K categories; map to the active ones
                 lookup = torch.full_like(self.category_mask, -100, dtype=torch.long)
                 lookup[active] = torch.arange(len(active), device=x.device)

@@ -22,6 +22,7 @@ genes) those were most of a training step. Same value and gradients to float rou
 
 from __future__ import annotations
 
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -132,8 +133,9 @@ class _FusedNB(torch.autograd.Function):
         grad_logits = np.empty(shape, dtype=np.float32)
         grad_theta = np.empty(shape, dtype=np.float32)
         kernel = _kernel()
-        _split(b, lambda lo, hi: kernel(xs, logits, per_gene, *per_gene_32, _LGAMMA_INT, library, nll,
-                                        grad_logits, grad_theta, want_grad, lo, hi))
+        _split(b, lambda lo, hi: kernel(xs, logits, per_gene, *per_gene_32, _LGAMMA_INT,
+                                        library, nll, grad_logits, grad_theta, want_grad,
+                                        lo, hi))
         if want_grad:
             ctx.save_for_backward(torch.from_numpy(grad_logits), torch.from_numpy(grad_theta),
                                   theta64.float())
@@ -153,7 +155,7 @@ def _chunks(n: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` ranges of cells, one per PyTorch thread (at most one per 16 cells)."""
     parts = max(1, min(torch.get_num_threads(), n // 16))
     bounds = np.linspace(0, n, parts + 1).astype(int)
-    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _split(n: int, fn) -> None:
@@ -208,13 +210,14 @@ def _lgamma_digamma(z):  # pragma: no cover - compiled by numba
 _lgamma_digamma_jit = njit_cached(_lgamma_digamma, fastmath=_FASTMATH)
 
 
-def _nb_kernel(x, logits, per_gene, theta32, log_th32, c_th32, lgamma_int, library, nll, grad_logits, grad_theta,
-               want_grad, lo, hi):  # pragma: no cover - compiled by numba
+def _nb_kernel(x, logits, per_gene, theta32, log_th32, c_th32, lgamma_int, library, nll,
+               grad_logits, grad_theta, want_grad, lo, hi):  # pragma: no cover - numba
     """For cells ``lo <= b < hi`` and every arm: ``nll[a, b]`` and, if ``want_grad``, the
     gradients of ``nll[a, b]`` with respect to ``logits[a, b]`` and θ (per gene)."""
     n_arms, _, n_genes = logits.shape
     n_int = lgamma_int.shape[0]
     scratch = np.empty(n_genes, dtype=np.float32)
+    softmax = np.empty(n_genes, dtype=np.float32)
     eps = np.float32(1e-8)
     one = np.float32(1.0)
     for b in range(lo, hi):
@@ -226,14 +229,16 @@ def _nb_kernel(x, logits, per_gene, theta32, log_th32, c_th32, lgamma_int, libra
                 m = max(m, row[j])
             s = 0.0
             for j in range(n_genes):
-                s += math.exp(row[j] - m)
-            lse = np.float32(m + math.log(s))
+                e = math.exp(row[j] - m)
+                softmax[j] = e
+                s += e
+            scale = np.float32(1.0 / s)
             acc = 0.0
             total = 0.0
             for j in range(n_genes):
                 xv = x[b, j]
                 th = theta32[a, j]
-                p = math.exp(row[j] - lse)
+                p = softmax[j] * scale
                 mu = lib * p
                 ltm = math.log(th + mu + eps)
                 term = th * (log_th32[a, j] - ltm)

@@ -80,8 +80,29 @@ class StartMixin:
         total = F.nll_loss(log_p, target, reduction="sum")
         return total / (target >= 0).sum().clamp_min(1)
 
-    def start_labels(self, x: torch.Tensor) -> torch.Tensor:
-        """The start's label of each cell, ``(B,)``: nearest reference cell or centre."""
+    @torch.no_grad()
+    def set_cell_start_labels(self, labels: torch.Tensor | None) -> None:
+        """Keep every training cell's start label, ``(n_cells,)`` (``None``: drop them).
+
+        :meth:`start_labels` then looks a mini-batch's labels up by the cells' indices
+        instead of searching the reference cells every step. The labels must be
+        :meth:`start_labels` of the same cells (the table only saves the search); they are
+        not saved with the model and belong to one ``train()`` call's data.
+        """
+        device = self.start_point_labels.device
+        if labels is None:
+            self.start_cell_labels = self.start_point_labels.new_zeros(0)
+        else:
+            self.start_cell_labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+
+    def start_labels(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The start's label of each cell, ``(B,)``: nearest reference cell or centre.
+
+        With ``indices`` (the cells' rows in the training data) and a table of every cell's
+        label (:meth:`set_cell_start_labels`), the labels are looked up in the table.
+        """
+        if indices is not None and self.start_cell_labels.numel() > 0:
+            return self.start_cell_labels[indices.view(-1).long()]
         z = (log_normalise(x, x.sum(-1, keepdim=True)) - self.start_mean) @ self.start_loadings
         if self.start_points.shape[0] > 0:
             return self.start_point_labels[_nearest(z, self.start_points)]

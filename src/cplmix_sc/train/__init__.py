@@ -1,7 +1,8 @@
-"""Training plans, data paths and the callbacks that keep long runs safe."""
+"""Training plans, data paths and the callbacks of training (safety, schedules, the start's
+label table)."""
 
 from ._augmenter_plan import AugmenterTrainingPlan
-from ._callbacks import CouplingWarmup, NonFiniteGuard, NonFiniteLossError
+from ._callbacks import CouplingWarmup, NonFiniteGuard, NonFiniteLossError, StartLabelTable
 from ._checkpoint import ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
@@ -18,6 +19,7 @@ __all__ = [
     "NonFiniteLossError",
     "PhaseSummary",
     "ResumableCheckpoint",
+    "StartLabelTable",
     "progress_line",
     "quiet_progress",
 ]

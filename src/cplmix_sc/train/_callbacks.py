@@ -182,3 +182,44 @@ class CouplingWarmup(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         pl_module.module.coupling_scale = 1.0
+
+
+class StartLabelTable(Callback):
+    """Look the start's labels up per cell instead of searching for them every step.
+
+    While the warm-up (or a mixture phase with ``start_weight > 0``) pulls towards the
+    start, every step needs each mini-batch cell's start label: its nearest reference cell
+    among up to 20,000 (:meth:`~cplmix_sc.module.CplMixVAEModule.start_labels`). When the
+    mini-batches come from :class:`~cplmix_sc.train.DeviceDataSplitter` (which gives the
+    cells' indices), this callback computes every cell's label once when fitting starts, a
+    block of cells at a time, and the module looks them up; the table is dropped when fitting
+    ends. The labels are the same as the search's, up to float32 ties between reference cells.
+    """
+
+    #: cells per block of the one-off search
+    block = 4096
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from ._data import DeviceDataSplitter
+
+        module = pl_module.module
+        dm = getattr(trainer, "datamodule", None)
+        pulled = module.phase == "warmup" or module.start_weight > 0
+        if not (module.has_start and pulled and isinstance(dm, DeviceDataSplitter)
+                and dm.on_device and dm.matrix is not None):
+            return
+        n = dm.matrix.shape[0]
+        device = dm.matrix.device
+        with torch.no_grad():
+            labels = [
+                module.start_labels(dm.matrix.rows(torch.arange(i, min(i + self.block, n),
+                                                                device=device)))
+                for i in range(0, n, self.block)
+            ]
+        module.set_cell_start_labels(torch.cat(labels))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pl_module.module.set_cell_start_labels(None)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        pl_module.module.set_cell_start_labels(None)

@@ -144,7 +144,9 @@ def data_fits(x, device: torch.device | str, max_dense_bytes: int = MAX_DENSE_BY
 class DeviceBatchLoader:
     """Mini-batches of given cells from a :class:`DeviceMatrix`, as scvi-tools' loaders yield.
 
-    Each item is ``{"X": (B, G) float32, "batch": (B, 1) int64}`` on the data's device.
+    Each item is ``{"X": (B, G) float32, "batch": (B, 1) int64, "ind_x": (B, 1) int64}`` on
+    the data's device (``ind_x``: the cells' rows in the registered data, as scvi-tools'
+    ``REGISTRY_KEYS.INDICES_KEY``).
 
     Parameters
     ----------
@@ -217,6 +219,7 @@ class DeviceBatchLoader:
             yield {
                 REGISTRY_KEYS.X_KEY: self.matrix.rows(idx),
                 REGISTRY_KEYS.BATCH_KEY: self.batch_codes.index_select(0, idx).unsqueeze(-1),
+                REGISTRY_KEYS.INDICES_KEY: idx.unsqueeze(-1),
             }
 
 
