@@ -291,8 +291,9 @@ def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
 
 
 def test_start_labels_are_looked_up_per_cell_during_training():
-    """StartLabelTable: the table holds the search's label of every cell, the loss reads it
-    by the mini-batch's indices, and it is dropped when fitting ends."""
+    """StartLabelTable: with two epochs pulled towards the start, the table holds the search's
+    label of every cell, the loss reads it by the mini-batch's indices, and it is dropped when
+    fitting ends (one pulled epoch: no table, the search is as cheap)."""
     from lightning.pytorch import Callback
 
     seen = {}
@@ -309,7 +310,8 @@ def test_start_labels_are_looked_up_per_cell_during_training():
     adata = counts(batches=False)
     CplMixVAE.setup_anndata(adata)
     model = CplMixVAE(adata, n_categories=4)
-    model.train(**QUICK, init="leiden", callbacks=[Watch()], annotate=False)
+    model.train(**{**QUICK, "warmup_epochs": 2}, init="leiden", callbacks=[Watch()],
+                annotate=False)
     module = model.module
     assert module.start_cell_labels.numel() == 0  # dropped when fitting ended
     assert "start_cell_labels" not in module.state_dict()  # and never saved
@@ -323,3 +325,7 @@ def test_start_labels_are_looked_up_per_cell_during_training():
     module.set_cell_start_labels(table)
     torch.testing.assert_close(module.start_labels(x, idx), module.start_labels(x))
     module.set_cell_start_labels(None)
+    seen.clear()
+    model = CplMixVAE(adata, n_categories=4)
+    model.train(**QUICK, init="leiden", callbacks=[Watch()], annotate=False)
+    assert seen["table"].numel() == 0

@@ -402,7 +402,11 @@ class TrainingMixin(UnsupervisedTrainingMixin):
     def _fit_phase(self, run: dict, fit_kwargs: dict, phase: str, n_epochs: int,
                    ckpt_path=None) -> None:
         """One phase of training through scvi-tools' ``train`` (a fresh Lightning trainer)."""
-        callbacks = [*run["callbacks"], NonFiniteGuard(phase, run["lr"]), StartLabelTable()]
+        # epochs of this train() call left that pull towards the start (its label table)
+        pulled = (n_epochs if phase == "warmup" else 0) + (
+            run["max_epochs"] if self.module.start_weight > 0 else 0)
+        callbacks = [*run["callbacks"], NonFiniteGuard(phase, run["lr"]),
+                     StartLabelTable(run["shared"], pulled)]
         if phase == "mixture" and run["coupling_warmup"] > 0:
             callbacks.append(CouplingWarmup(n_epochs, run["coupling_warmup"]))
         kwargs = dict(fit_kwargs)

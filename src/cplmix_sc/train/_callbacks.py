@@ -189,15 +189,32 @@ class StartLabelTable(Callback):
 
     While the warm-up (or a mixture phase with ``start_weight > 0``) pulls towards the
     start, every step needs each mini-batch cell's start label: its nearest reference cell
-    among up to 20,000 (:meth:`~cplmix_sc.module.CplMixVAEModule.start_labels`). When the
-    mini-batches come from :class:`~cplmix_sc.train.DeviceDataSplitter` (which gives the
-    cells' indices), this callback computes every cell's label once when fitting starts, a
-    block of cells at a time, and the module looks them up; the table is dropped when fitting
-    ends. The labels are the same as the search's, up to float32 ties between reference cells.
+    among up to 20,000 (:meth:`~cplmix_sc.module.CplMixVAEModule.start_labels`), a search as
+    costly per epoch as labelling every cell once. When the mini-batches come from
+    :class:`~cplmix_sc.train.DeviceDataSplitter` (which gives the cells' indices) and at least
+    ``min_epochs`` epochs are pulled, this callback labels every cell once, a block at a time,
+    and the module looks the labels up; the table is kept in ``shared`` for the next phase of
+    the same ``train()`` call and taken off the module when fitting ends. The labels are the
+    search's, up to float32 ties between reference cells.
+
+    Parameters
+    ----------
+    shared
+        A dict that outlives one phase (the table is stored under ``"start_labels"``).
+    pulled_epochs
+        Epochs left in this ``train()`` call that pull towards the start.
+    min_epochs
+        Build the table only if at least this many epochs are pulled.
     """
 
     #: cells per block of the one-off search
     block = 4096
+
+    def __init__(self, shared: dict | None = None, pulled_epochs: int = 2, min_epochs: int = 2):
+        super().__init__()
+        self.shared = {} if shared is None else shared
+        self.pulled_epochs = pulled_epochs
+        self.min_epochs = min_epochs
 
     def on_train_start(self, trainer, pl_module) -> None:
         from ._data import DeviceDataSplitter
@@ -208,15 +225,22 @@ class StartLabelTable(Callback):
         if not (module.has_start and pulled and isinstance(dm, DeviceDataSplitter)
                 and dm.on_device and dm.matrix is not None):
             return
-        n = dm.matrix.shape[0]
-        device = dm.matrix.device
-        with torch.no_grad():
-            labels = [
-                module.start_labels(dm.matrix.rows(torch.arange(i, min(i + self.block, n),
-                                                                device=device)))
-                for i in range(0, n, self.block)
-            ]
-        module.set_cell_start_labels(torch.cat(labels))
+        table = self.shared.get("start_labels")
+        if table is None or table.device != dm.matrix.device:
+            if self.pulled_epochs < self.min_epochs:
+                return
+            table = self._labels(module, dm.matrix)
+            self.shared["start_labels"] = table
+        module.set_cell_start_labels(table)
+
+    @torch.no_grad()
+    def _labels(self, module, matrix) -> torch.Tensor:
+        n, device = matrix.shape[0], matrix.device
+        return torch.cat([
+            module.start_labels(matrix.rows(torch.arange(i, min(i + self.block, n),
+                                                         device=device)))
+            for i in range(0, n, self.block)
+        ])
 
     def on_train_end(self, trainer, pl_module) -> None:
         pl_module.module.set_cell_start_labels(None)
