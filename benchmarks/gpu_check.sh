@@ -7,7 +7,9 @@
 #
 # 1. CplMixVAE on the paper's Smart-seq shape (22,365 x 5,032 simulated, K=115) as users run
 #    it: CplMixVAE(adata, n_categories=115).train() with every default (batch 256, default
-#    epochs, the graph start and its warm-up, annotate), then prune() to the end.
+#    epochs; K = 115 resolves to the many-types setting of cplmix_sc/model/_defaults.py: the
+#    divisive start, a warm-up of 10 steps per category, detached coupling, start_weight=10;
+#    annotate), then prune() to the end.
 # 2. The same data, CplMixVAE and scVI (10 latent dims) side by side at batch 1000 for 3
 #    epochs each: the marginal epoch (median of the epochs after the first) and the ratio.
 # 3. The default path on 1,000,000 cells x 2,000 genes (scale.py --default-path: the start

@@ -207,8 +207,9 @@ class StartLabelTable(Callback):
         Build the table only if at least this many epochs are pulled.
     """
 
-    #: cells per block of the one-off search
-    block = 4096
+    #: cells per block of the one-off search (a block's distances to 20,000 reference cells
+    #: take 40 MB)
+    block = 512
 
     def __init__(self, shared: dict | None = None, pulled_epochs: int = 2, min_epochs: int = 2):
         super().__init__()
