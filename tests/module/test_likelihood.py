@@ -64,8 +64,10 @@ def test_fused_nb_without_gradients_and_with_nan():
                                rtol=1e-5, atol=1e-3)
     bad = logits.detach().clone()
     bad[0, 5, 7] = float("nan")
+    bad[1, 6, 8] = float("inf")
     out = lik.nb_nll_logits(x, bad, log_theta.detach())
-    assert torch.isnan(out[0, 5]) and torch.isfinite(out[1]).all()  # NaN is not hidden
+    assert torch.isnan(out[0, 5]) and torch.isnan(out[1, 6])  # NaN and inf are not hidden
+    assert torch.isfinite(out[0, 6]) and torch.isfinite(out[1, 5])
 
 
 def test_fused_nb_falls_back_to_the_torch_formula_off_float32():

@@ -210,57 +210,138 @@ def _lgamma_digamma(z):  # pragma: no cover - compiled by numba
 _lgamma_digamma_jit = njit_cached(_lgamma_digamma, fastmath=_FASTMATH)
 
 
+def _exp_row(x, shift, out, bits):  # pragma: no cover - compiled by numba
+    """``out = exp(x - shift)`` for ``x <= shift`` (0 below ``exp(-87)``): Cephes' ``expf``
+    (relative error about 1e-7) written without calls, so that the loop vectorises; ``bits``
+    is an int32 scratch row."""
+    power = bits.view(np.float32)
+    floor = np.float32(-87.0)
+    for j in range(x.shape[0]):
+        v = x[j] - shift
+        keep = v > floor
+        v = max(v, floor)
+        n = -np.int32(np.float32(0.5) - v * np.float32(1.44269504088896341))  # round(v / ln 2)
+        nf = np.float32(n)
+        r = v - nf * np.float32(0.693359375) + nf * np.float32(2.12194440e-4)
+        y = np.float32(1.9875691500e-4)
+        y = y * r + np.float32(1.3981999507e-3)
+        y = y * r + np.float32(8.3334519073e-3)
+        y = y * r + np.float32(4.1665795894e-2)
+        y = y * r + np.float32(1.6666665459e-1)
+        y = y * r + np.float32(5.0000001201e-1)
+        y = y * (r * r) + r + np.float32(1.0)
+        bits[j] = (n + 127) << 23  # 2**n
+        out[j] = y * power[j] if keep else np.float32(0.0)
+
+
+def _log_row(x, out, bits):  # pragma: no cover - compiled by numba
+    """``out = log(x)`` for positive finite float32 ``x``: Cephes' ``logf`` (about 1 ulp)
+    without calls, so that the loop vectorises; ``bits`` is an int32 scratch row."""
+    raw = x.view(np.int32)
+    mantissa = bits.view(np.float32)
+    for j in range(x.shape[0]):
+        b = raw[j]
+        e = ((b >> 23) & 0xFF) - 126
+        bits[j] = (b & 0x007FFFFF) | 0x3F000000  # the mantissa, in [0.5, 1)
+        m = mantissa[j]
+        small = m < np.float32(0.707106781186547524)
+        e = e - (1 if small else 0)
+        m = (m + m if small else m) - np.float32(1.0)
+        z = m * m
+        y = np.float32(7.0376836292e-2)
+        y = y * m + np.float32(-1.1514610310e-1)
+        y = y * m + np.float32(1.1676998740e-1)
+        y = y * m + np.float32(-1.2420140846e-1)
+        y = y * m + np.float32(1.4249322787e-1)
+        y = y * m + np.float32(-1.6668057665e-1)
+        y = y * m + np.float32(2.0000714765e-1)
+        y = y * m + np.float32(-2.4999993993e-1)
+        y = y * m + np.float32(3.3333331174e-1)
+        ef = np.float32(e)
+        y = y * m * z + ef * np.float32(-2.12194440e-4) - np.float32(0.5) * z
+        out[j] = m + y + ef * np.float32(0.693359375)
+
+
+_exp_row_jit = njit_cached(_exp_row, fastmath=_FASTMATH)
+_log_row_jit = njit_cached(_log_row, fastmath=_FASTMATH)
+
+
 def _nb_kernel(x, logits, per_gene, theta32, log_th32, c_th32, lgamma_int, library, nll,
                grad_logits, grad_theta, want_grad, lo, hi):  # pragma: no cover - numba
     """For cells ``lo <= b < hi`` and every arm: ``nll[a, b]`` and, if ``want_grad``, the
-    gradients of ``nll[a, b]`` with respect to ``logits[a, b]`` and θ (per gene)."""
+    gradients of ``nll[a, b]`` with respect to ``logits[a, b]`` and θ (per gene).
+
+    Per arm and cell, every gene's terms as if its count were zero run in vectorised loops
+    (softmax, ``log(θ + μ)``); the non-zero counts then add their terms in a scalar loop. A
+    non-finite logit makes its cell's loss and gradients NaN.
+    """
     n_arms, _, n_genes = logits.shape
     n_int = lgamma_int.shape[0]
-    scratch = np.empty(n_genes, dtype=np.float32)
-    softmax = np.empty(n_genes, dtype=np.float32)
     eps = np.float32(1e-8)
-    one = np.float32(1.0)
+    prob = np.empty(n_genes, dtype=np.float32)  # softmax
+    denom = np.empty(n_genes, dtype=np.float32)  # θ + μ + eps
+    log_denom = np.empty(n_genes, dtype=np.float32)
+    t = np.empty(n_genes, dtype=np.float32)  # d nll / d μ times μ
+    bits = np.empty(n_genes, dtype=np.int32)
+    nonzero = np.empty(n_genes, dtype=np.int64)
     for b in range(lo, hi):
         lib = np.float32(library[b])
+        n_nz = 0
+        for j in range(n_genes):
+            if x[b, j] != 0.0:
+                nonzero[n_nz] = j
+                n_nz += 1
         for a in range(n_arms):
             row = logits[a, b]
+            th, log_th, c_th = theta32[a], log_th32[a], c_th32[a]
             m = row[0]
+            check = np.float32(0.0)  # NaN if any logit is NaN or infinite
             for j in range(n_genes):
                 m = max(m, row[j])
+                check += row[j] * np.float32(0.0)
+            if check != check:  # the loss says so (NaN) instead of skipping the entry
+                nll[a, b] = np.nan
+                if want_grad:
+                    grad_logits[a, b] = np.nan
+                    grad_theta[a, b] = np.nan
+                continue
+            _exp_row_jit(row, m, prob, bits)
             s = 0.0
             for j in range(n_genes):
-                e = math.exp(row[j] - m)
-                softmax[j] = e
-                s += e
-            scale = np.float32(1.0 / s)
-            acc = 0.0
-            total = 0.0
+                s += prob[j]
+            inv_s = np.float32(1.0 / s)
             for j in range(n_genes):
+                prob[j] *= inv_s
+                denom[j] = th[j] + lib * prob[j] + eps
+            _log_row_jit(denom, log_denom, bits)
+            acc = 0.0
+            for j in range(n_genes):  # every gene, as if its count were zero
+                acc += th[j] * (log_th[j] - log_denom[j])
+            if want_grad:
+                grad_th = grad_theta[a, b]
+                for j in range(n_genes):
+                    inv = np.float32(1.0) / denom[j]
+                    t[j] = th[j] * inv * (lib * prob[j])
+                    grad_th[j] = log_denom[j] + th[j] * inv - c_th[j]
+            for k in range(n_nz):  # the non-zero counts' own terms
+                j = nonzero[k]
                 xv = x[b, j]
-                th = theta32[a, j]
-                p = softmax[j] * scale
-                mu = lib * p
-                ltm = math.log(th + mu + eps)
-                term = th * (log_th32[a, j] - ltm)
-                inv = one / (th + mu + eps)
-                t = (th + xv) * inv * mu
-                d_th = c_th32[a, j] - ltm - (th + xv) * inv
-                if xv != 0.0:
-                    k = int(xv)
-                    lg_x1 = lgamma_int[k] if k == xv and k < n_int else math.lgamma(xv + 1.0)
-                    lg, dg = _lgamma_digamma_jit(float(xv) + per_gene[0, a, j])
-                    term += xv * (math.log(mu + eps) - ltm) + (lg - per_gene[2, a, j] - lg_x1)
-                    d_th += dg - per_gene[3, a, j]
-                    t -= xv * mu / (mu + eps)
-                acc += term
+                mu = lib * prob[j]
+                i = int(xv)
+                lg_x1 = lgamma_int[i] if i == xv and i < n_int else math.lgamma(xv + 1.0)
+                lg, dg = _lgamma_digamma_jit(float(xv) + per_gene[0, a, j])
+                acc += (xv * (math.log(mu + eps) - log_denom[j])
+                          + (lg - per_gene[2, a, j] - lg_x1))
                 if want_grad:
-                    # d nll / d theta; d nll / d mu times mu (the chain through the softmax)
-                    grad_theta[a, b, j] = -d_th
-                    scratch[j] = t
-                    grad_logits[a, b, j] = p
-                    total += t
+                    inv = np.float32(1.0) / denom[j]
+                    t[j] += xv * inv * mu - xv * mu / (mu + eps)
+                    grad_theta[a, b, j] -= dg - per_gene[3, a, j] - xv * inv
             nll[a, b] = -acc
             if want_grad:
-                tot = np.float32(total)
+                total = 0.0
                 for j in range(n_genes):
-                    grad_logits[a, b, j] = scratch[j] - grad_logits[a, b, j] * tot
+                    total += t[j]
+                total32 = np.float32(total)
+                out = grad_logits[a, b]
+                for j in range(n_genes):
+                    out[j] = t[j] - prob[j] * total32
