@@ -8,8 +8,9 @@ mini-batch of real Zeisel cells (2,000 seurat_v3 genes, 256 cells, K = 47: the d
 simulated Smart-seq shape (5,032 genes, library size 20,000, 1,000 cells, K = 115), with
 ``augmentation="simple"`` (binomial thinning) and ``"none"``, the thinning alone (the CPU's
 compiled sampler, and ``torch.binomial``, which it replaced on the CPU), and the NB
-likelihood of both arms (forward + backward) with its ``lgamma`` terms on every entry or on
-the non-zero counts only (``cplmix_sc.module._likelihood.nb_nll``). With
+likelihood of both arms from the decoder's logits (forward + backward): the torch formula with
+its ``lgamma`` terms on every entry or on the non-zero counts only
+(``cplmix_sc.module._likelihood.nb_nll``), and the CPU's fused kernel (``nb_nll_logits``). With
 ``--augmenter``, the wall time of ``Augmenter(adata).train()`` with its defaults on Zeisel.
 Uses PyTorch's default threads; the figures in ``benchmarks/results/speed.md`` come from here.
 ``--quick``: the ``sparse`` shape only, one repeat (checks that it runs).
@@ -31,7 +32,7 @@ from _common import load_task
 import cplmix_sc
 from cplmix_sc.module import CplMixVAEModule
 from cplmix_sc.module._augment import _thin_torch, thin_counts
-from cplmix_sc.module._likelihood import nb_nll
+from cplmix_sc.module._likelihood import nb_nll, nb_nll_logits
 
 warnings.filterwarnings("ignore")
 
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
         for aug in ("simple", "none"):
             m = CplMixVAEModule(n_input=x.shape[1], n_categories=k, augmentation=aug)
             m.train()
-            opt = torch.optim.Adam(m.parameters(), 1e-3)
+            opt = torch.optim.Adam(m.parameters(), 1e-3, fused=True)  # as the training plan
 
             def step(m=m, opt=opt, tensors=tensors):
                 _, _, lo = m(tensors)
@@ -95,14 +96,20 @@ def main(argv=None) -> None:
         for name, thin_fn in (("thinning alone", thin_counts), ("torch.binomial", _thin_torch)):
             thin = seconds(lambda x=x, f=thin_fn: f(x, 2, 0.8), 5)
             line.append(f"{name} {thin:.3f} s ({1e9 * thin / (2 * x.numel()):.0f} ns/entry)")
-        # the NB likelihood of both arms, forward + backward, lgamma terms dense vs non-zero only
-        mu = torch.rand(2, *x.shape).add_(0.01).requires_grad_()
+        # the NB likelihood of both arms from the decoder's logits, forward + backward: the
+        # torch formula (lgamma terms dense / non-zero only) and the CPU's fused kernel
+        logits = (0.1 * torch.randn(2, *x.shape)).requires_grad_()
         log_theta = torch.zeros(2, 1, x.shape[1], requires_grad=True)
-        for sparse in (False, True):
-            def nll(sparse=sparse, mu=mu, log_theta=log_theta, x=x):
-                torch.autograd.grad(nb_nll(x, mu, log_theta.exp(), sparse).sum(), [mu, log_theta])
+        for name in ("dense", "non-zero", "fused"):
+            def nll(name=name, logits=logits, log_theta=log_theta, x=x):
+                if name == "fused":
+                    out = nb_nll_logits(x, logits, log_theta)
+                else:
+                    mu = x.sum(-1, keepdim=True) * torch.softmax(logits, -1)
+                    out = nb_nll(x, mu, log_theta.exp(), name == "non-zero")
+                torch.autograd.grad(out.sum(), [logits, log_theta])
 
-            line.append(f"NB {'non-zero' if sparse else 'dense'} {seconds(nll, 3):.3f} s")
+            line.append(f"NB {name} {seconds(nll, 3):.3f} s")
         print(", ".join(line), flush=True)
     if args.augmenter:
         import scvi
