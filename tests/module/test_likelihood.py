@@ -52,7 +52,9 @@ def test_fused_nb_matches_scvi_tools_in_value_and_gradient(threads):
     torch_f32 = torch.autograd.grad((lik.nb_nll(x, mu, log_theta.exp()) * weights).sum(), params)
     for f, e, t in zip(fused, exact, torch_f32, strict=True):
         err, err_torch = (f.double() - e).abs().max(), (t.double() - e).abs().max()
-        assert err <= 2 * err_torch + 1e-4, (float(err), float(err_torch))
+        # within a few times float32 rounding of the gradient's scale, as the torch formula
+        assert err <= max(4 * err_torch, 2e-6 * e.abs().max()) + 1e-4, (
+            float(err), float(err_torch), float(e.abs().max()))
         torch.testing.assert_close(f.double(), e.double(), rtol=1e-3, atol=1e-2)
 
 

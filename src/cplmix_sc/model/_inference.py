@@ -14,6 +14,10 @@ from scvi import REGISTRY_KEYS
 from .._validation import check_key_added
 from ..metrics import arm_consensus
 
+#: cells per mini-batch of the posterior queries when none is given (scvi-tools' default, 128,
+#: spends more time slicing the AnnData than computing; results do not depend on it)
+INFERENCE_BATCH_SIZE = 1024
+
 
 class InferenceMixin:
     """Posterior queries and :meth:`annotate`. Needs ``self.module`` and scvi-tools'
@@ -30,7 +34,8 @@ class InferenceMixin:
         self._check_trained()
         adata = self._validate_anndata(adata)
         self.module.eval()
-        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        loader = self._make_data_loader(adata=adata, indices=indices,
+                                        batch_size=batch_size or INFERENCE_BATCH_SIZE)
         out: dict[str, list[torch.Tensor]] = {"log_probs": [], "bottleneck": [], "state": []}
         for tensors in loader:
             inf = self.module.inference(tensors[REGISTRY_KEYS.X_KEY])
@@ -55,7 +60,7 @@ class InferenceMixin:
         arm
             One arm's posterior; ``None`` (default) gives the consensus, the mean over arms.
         batch_size
-            Cells per inference batch.
+            Cells per inference batch (default :data:`INFERENCE_BATCH_SIZE`).
         """
         log_p = self._posterior(adata, batch_size=batch_size)["log_probs"]
         return self._arm_or_mean(log_p.exp(), arm).numpy()

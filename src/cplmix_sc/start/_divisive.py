@@ -26,12 +26,13 @@ THETA = 100.0
 #: a cluster with fewer cells is not split; a split leaving fewer than 5 cells on a side is
 #: refused
 MIN_SPLIT_CELLS = 20
-#: rows turned dense at a time
-CHUNK_ENTRIES = 8_000_000
+#: matrix entries turned dense (float64) at a time
+CHUNK_ENTRIES = 2_000_000
 
 
 def _rows(x, rows, genes=None) -> np.ndarray:
-    sub = x[rows] if genes is None else x[rows][:, genes]
+    sub = x if isinstance(rows, slice) and rows == slice(None) else x[rows]  # no copy of all
+    sub = sub if genes is None else sub[:, genes]
     return np.asarray(sub.toarray() if sp.issparse(sub) else sub, dtype=np.float64)
 
 
@@ -44,7 +45,8 @@ def pearson_residuals(x, idx: np.ndarray, n_genes: int) -> np.ndarray:
     residual variance over these cells. ``x`` may be sparse; only ``len(idx)`` rows are made
     dense, a chunk at a time. Returns ``(len(idx), min(n_genes, G))`` float32.
     """
-    x = x[idx]  # these cells' rows, taken once (still sparse for a sparse x)
+    if len(idx) < x.shape[0] or np.any(idx != np.arange(x.shape[0])):
+        x = x[idx]  # these cells' rows, taken once (still sparse for a sparse x)
     totals = np.asarray(x.sum(1)).ravel().astype(np.float64)
     gene_sum = np.asarray(x.sum(0)).ravel().astype(np.float64)
     p = gene_sum / max(gene_sum.sum(), 1e-12)
