@@ -17,7 +17,14 @@ Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, R
 - ``--methods`` (comma-separated): ``model`` default ``train()`` (2 arms); ``model_div`` the
   many-types recipe (``init="divisive"``, ``coupling="detached"``, ``warmup_coupling=False``,
   ``start_weight=10``);
-  ``divisive`` that start alone; ``one_arm`` / ``one_arm_div`` the same with ``n_arms=1``;
+  ``divisive`` that start alone; ``one_arm`` / ``one_arm_div`` the same with ``n_arms=1``
+  (``one_arm``: every other default as ``model``, the many-types ones included);
+  ``no_aug`` the defaults with ``augmentation="none"`` (each arm sees the cell as it is);
+  ``learned`` the defaults with a learned augmenter (``augmentation="learned"``), an
+  :class:`~cplmix_sc.Augmenter` with its defaults trained on the data set first (seed 0,
+  ``benchmarks/augmenter.py``'s ``train_augmenter``, cached under :data:`AUG_CACHE`, with
+  ``--quick`` under ``./augmenters``;
+  ``learned_aug_s``: its training seconds);
   ``truth`` default training started from the true types (``train(init_labels=...)``),
   ``truth_prior`` the same with ``start_weight=10``, ``truth_recipe`` with the recipe;
   ``prune_div`` the recipe from ``round(1.5 K)`` categories, then ``prune(**PRUNE)``
@@ -89,6 +96,8 @@ def em_multinomial(x, labels: np.ndarray, k: int) -> np.ndarray:
 #: the many-types recipe: a coupling whose cost does not grow with K, and the start kept as
 #: a prior during the mixture phase
 MANY = {"coupling": "detached", "warmup_coupling": False, "start_weight": 10.0}
+#: where ``learned`` keeps its trained augmenters (one per data set and seed)
+AUG_CACHE = "/tmp/cplmix_augmenters"
 #: prune_div: prune() from round(1.5 K) categories of the recipe, default threshold 0.6,
 #: half of the categories below it removed per round, stopping 3 rounds after the best mean
 #: consensus and keeping that round's model
@@ -227,6 +236,16 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
                                          n_arms=1, **MANY)
     if "one_arm" in methods:
         preds["one_arm"] = model_run(adata, key, k, seed, quick, n_arms=1)
+    if "no_aug" in methods:
+        preds["no_aug"] = model_run(adata, key, k, seed, quick, augmentation="none")
+    if "learned" in methods:
+        from augmenter import train_augmenter
+
+        tag = name.split(" (")[0].replace(" ", "")
+        cache = "augmenters" if quick else AUG_CACHE  # --quick: under the working directory
+        aug, row["learned_aug_s"] = train_augmenter(adata, tag, cache, seed, quick)
+        row["learned_aug_s"] = round(row["learned_aug_s"])
+        preds["learned"] = model_run(adata, key, k, seed, quick, augmenter=aug)
     if "truth" in methods:
         preds["from_truth"] = model_run(adata, key, k, seed, quick, start="truth")
     if "truth_prior" in methods:  # the labels kept as a prior through the mixture phase
@@ -260,7 +279,8 @@ COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari
         "state_pca_truth",
         "prune_div_start", "prune_div_kept", "prune_div_used", "prune_div_ari",
         "prune_div_rounds", "prune_div_s", "one_arm_used",
-        "one_arm_ari", "one_arm_div_used", "one_arm_div_ari", "from_truth_used",
+        "one_arm_ari", "no_aug_used", "no_aug_ari", "learned_aug_s", "learned_used",
+        "learned_ari", "one_arm_div_used", "one_arm_div_ari", "from_truth_used",
         "from_truth_ari", "truth_prior_used", "truth_prior_ari", "truth_recipe_used",
         "truth_recipe_ari"]
 

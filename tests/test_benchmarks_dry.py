@@ -97,6 +97,16 @@ def test_fine_types_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_fine_types_quick_arms_and_augmentation(tmp_path):
+    _run([BENCH / "fine_types.py", "--quick", "--no-baselines", "--methods",
+          "one_arm,no_aug,learned", "--out", tmp_path / "fine.md"], tmp_path)
+    text = (tmp_path / "fine.md").read_text()
+    for col in ("one_arm_ari", "no_aug_ari", "learned_aug_s", "learned_ari"):
+        assert col in text
+    assert (tmp_path / "augmenters" / "quick_seed0" / "model.pt").is_file()
+
+
+@pytest.mark.slow
 def test_de_quick(tmp_path):
     _run([BENCH / "de.py", "--quick", "--out", tmp_path / "de.md"], tmp_path)
     text = (tmp_path / "de.md").read_text()
