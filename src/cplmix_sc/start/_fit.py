@@ -74,7 +74,23 @@ def start_cells(n_cells: int, seed: int | None) -> np.ndarray | None:
     return np.sort(rng.choice(n_cells, MAX_START_CELLS, replace=False))
 
 
-def fit_start(
+def fit_start(x, init: str, n_categories: int, n_pcs: int, seed: int | None,
+              resolution: float = 1.0, genes: np.ndarray | str | None = None,
+              labels: np.ndarray | None = None) -> Start:
+    """The start from the top PCs of log-normalised counts (see :func:`_fit_start`).
+
+    Runs with the BLAS and OpenMP thread pools limited to one thread (``threadpoolctl``): its
+    many small problems (a PCA and a 2-means per divisive split) ran about twice slower on two
+    threads than on one, fighting PyTorch's threads, and the start then does not depend on
+    the number of cores (``benchmarks/results/speed.md``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _fit_start(x, init, n_categories, n_pcs, seed, resolution, genes, labels)
+
+
+def _fit_start(
     x,
     init: str,
     n_categories: int,
