@@ -233,8 +233,7 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.register_buffer(
             "start_point_labels", torch.zeros(0, dtype=torch.long), persistent=False
         )
-        # every training cell's start label, looked up by index (set per train() call by
-        # train.StartLabelTable when the mini-batches carry the cells' indices; not saved)
+        # every training cell's start label by index (train.StartLabelTable; not saved)
         self.register_buffer(
             "start_cell_labels", torch.zeros(0, dtype=torch.long), persistent=False
         )
