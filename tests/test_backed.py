@@ -12,6 +12,7 @@ from scvi.data import AnnTorchDataset
 
 import cplmix_sc
 from cplmix_sc import CplMixVAE, _backed
+from cplmix_sc.model import _inference
 
 QUICK = {**conftest.QUICK, "batch_size": 64}
 N_CELLS = 200
@@ -95,9 +96,11 @@ def test_backed_matrix_never_read_whole(stored, monkeypatch):
     """Setup, the warm-up start, training and inference read at most LIMIT rows at once."""
     _, path = stored
     # of 200 cells: our blocks are 50 rows, training reads 64 (QUICK batch_size) at a time,
-    # scvi-tools' count check the first 100 rows and inference 128 (scvi.settings.batch_size)
+    # scvi-tools' count check the first 100 rows and inference 128 (INFERENCE_BATCH_SIZE,
+    # set below the number of cells so that a whole read would show)
     limit = 128
     monkeypatch.setattr(_backed, "BLOCK_ENTRIES", 50 * 60)
+    monkeypatch.setattr(_inference, "INFERENCE_BATCH_SIZE", 128)
     reads = []
 
     def n_rows(idx, n):
