@@ -275,10 +275,13 @@ def test_nb_nll_matches_scvi_tools_in_value_and_gradient(sparse):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_model_picks_the_sparse_nb_path_from_its_data_density():
+def test_model_picks_the_sparse_nb_path_from_its_data_density(monkeypatch):
+    """The torch formula's two paths (used without numba) agree, and the CPU's fused kernel
+    gives the same loss."""
     import anndata
     import numpy as np
 
+    import cplmix_sc.module._likelihood as lik
     from cplmix_sc import CplMixVAE
 
     rng = np.random.default_rng(0)
@@ -293,11 +296,16 @@ def test_model_picks_the_sparse_nb_path_from_its_data_density():
         t = {"X": torch.as_tensor(x[:64], dtype=torch.float32), "batch": torch.zeros(64, 1)}
         model.module.eval()
         torch.manual_seed(0)
-        a = model.module(t)[2].loss
-        model.module.sparse_likelihood = not sparse
-        torch.manual_seed(0)
-        b = model.module(t)[2].loss
+        fused = model.module(t)[2].loss
+        with monkeypatch.context() as m:
+            m.setattr(lik, "_kernel", lambda: None)  # the torch formula, both paths
+            torch.manual_seed(0)
+            a = model.module(t)[2].loss
+            model.module.sparse_likelihood = not sparse
+            torch.manual_seed(0)
+            b = model.module(t)[2].loss
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(fused, a, rtol=1e-5, atol=1e-3)
 
 
 def test_warmup_coupling_off_leaves_the_coupling_out_of_the_warmup_only():

@@ -22,7 +22,7 @@ from ._augment import AUGMENTATIONS, thin_counts
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
 from ._dropout import InputDropout
-from ._likelihood import nb_nll, nb_nll_logits
+from ._likelihood import nb_nll_logits
 from ._normalise import NORM_SCALE, log_normalise
 from ._start import StartMixin, _rename_teacher_buffers
 
@@ -169,8 +169,8 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.warmup_coupling = bool(warmup_coupling)
         #: multiplies coupling_weight; set per epoch by train.CouplingWarmup (not saved)
         self.coupling_scale = 1.0
-        #: NB lgamma terms on the non-zero counts only (on the CPU); set by the model from its
-        #: data's density (module._likelihood.MAX_SPARSE_DENSITY), not saved
+        #: the torch NB formula's lgamma terms on the non-zero counts only (CPU without numba);
+        #: set by the model from its data's density (module._likelihood.MAX_SPARSE_DENSITY)
         self.sparse_likelihood = False
         self.entropy_weight = entropy_weight
         self.usage_weight = usage_weight
@@ -439,12 +439,9 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """``-log p(x | s_a, c_a)`` of the unperturbed cell for every arm, ``(A, B)``."""
         library = x.sum(-1, keepdim=True)
-        if self.likelihood == "nb":
-            if x.device.type == "cpu":  # the fused kernel (torch formula without numba)
-                return nb_nll_logits(x, decoded, self.gene_param, sparse=self.sparse_likelihood)
-            mu = library * F.softmax(decoded, dim=-1)
-            theta = self.gene_param.exp()
-            return nb_nll(x, mu, theta, sparse=self.sparse_likelihood and x.device.type == "cpu")
+        if self.likelihood == "nb":  # the CPU's compiled kernel, else the torch formula
+            sparse = self.sparse_likelihood and x.device.type == "cpu"
+            return nb_nll_logits(x, decoded, self.gene_param, sparse=sparse)
         target = log_normalise(x, library)
         logvar = self.gene_param
         nll = 0.5 * ((target - decoded).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))

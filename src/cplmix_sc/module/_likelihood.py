@@ -10,14 +10,16 @@ log-likelihood (to float rounding) and the same gradients. Measured on 2 cores
 density of its data (at most ``MAX_SPARSE_DENSITY`` non-zero), and only on the CPU: on an
 accelerator finding the non-zero entries would synchronise with the host every step.
 
-On the CPU the model's loss uses :func:`nb_nll_logits` instead: the decoder's logits, the
-softmax, the NB terms and their gradients in two compiled passes (forward, backward) over the
-``(arms, cells, genes)`` tensor, skipping the ``lgamma``/``digamma`` terms where the count is
-zero. PyTorch evaluates the same formula as about twenty separate elementwise operations,
-each a pass over that tensor with its own temporary, and ``digamma`` (the backward of
+The model's loss calls :func:`nb_nll_logits`. On the CPU it runs one compiled kernel: per arm
+and cell, the decoder's logits, the softmax, the NB terms and their gradients in one pass
+over the genes (the backward pass is then a product and a batched matrix product), with the
+``lgamma``/``digamma`` terms only where the count is not zero. PyTorch evaluates the same
+formula as about twenty separate elementwise operations, each a pass over the
+``(arms, cells, genes)`` tensor with its own temporary, and ``digamma`` (the backward of
 ``lgamma``) one entry at a time; at the Smart-seq shape (two arms of 1,000 cells x 5,032
 genes) those were most of a training step. Same value and gradients to float rounding
-(tests against the torch formula in ``tests/module/test_module.py``).
+(``tests/module/test_likelihood.py``, against scvi-tools' NB in float64). Without numba, or
+off the CPU, :func:`nb_nll_logits` uses :func:`nb_nll` (with ``sparse`` as chosen above).
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def nb_nll_logits(
     """``-log NB(x | library * softmax(decoded), exp(log_theta))`` summed over genes.
 
     The NB reconstruction term of the model's loss: ``library`` is each cell's total count.
-    On the CPU (float32, numba available) it runs the fused kernels of this module, split
-    over cells across PyTorch's thread count; elsewhere the torch formula (:func:`nb_nll`).
+    On the CPU (float32, numba available) it runs this module's compiled kernel, split over
+    cells across PyTorch's thread count; elsewhere the torch formula (:func:`nb_nll`).
 
     Parameters
     ----------
