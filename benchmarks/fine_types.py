@@ -4,6 +4,8 @@
     python benchmarks/fine_types.py --draws 0,1 --no-zeisel --out /tmp/tune.md   # TUNE draws
     python benchmarks/fine_types.py --quick           # dry test: one tiny draw, 2 epochs
     python benchmarks/fine_types.py --draws 108 --no-zeisel --no-baselines --methods prune_div
+    python benchmarks/fine_types.py --draws "" --zeisel level2 --methods model,truth \
+        --at-used model --seed 0,1,2      # Zeisel level2, baselines at the model's used K
 
 Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, REPORT seeds
 100-109; tune only on TUNE) and Zeisel 2015 (2,000 variable genes) vs ``level2`` (K = 47) and
@@ -32,7 +34,14 @@ Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, R
   ``model_div`` also reports state recovery (:func:`state_scores`);
   categories used (>= 10 cells under the consensus argmax), ARI / AMI;
 - ceiling: max(EM started from the truth, CV logistic regression ARI); gap closed
-  ``(ARI_model - ARI_best) / (ceiling - ARI_best)`` where ``ceiling - best >= 0.05``.
+  ``(ARI_model - ARI_best) / (ceiling - ARI_best)`` where ``ceiling - best >= 0.05``;
+- ``--at-used METHOD``: the same three baselines again at K' = the number of categories
+  METHOD used (>= 10 cells), the model's own granularity: columns ``K_used``,
+  ``kmeans@K_used_ari`` (``_ami``), ``leiden@K_used_*``, ``em@K_used_*`` (the k-means of
+  ``em@K_used`` is the one at K'; when K' = K they are the baselines at K).
+
+``--seed`` takes a comma-separated list: one row per data set and seed (training and the
+baselines both use that seed), then the mean ± sd over seeds per data set.
 
 Writes ``benchmarks/results/fine_types.md`` (``--out``) and prints the command.
 """
@@ -189,20 +198,27 @@ def state_scores(adata, state: np.ndarray, pred: np.ndarray, min_cells: int = 30
 
 
 
+def baselines_at(pcs: np.ndarray, x: np.ndarray, k: int, seed: int) -> dict:
+    """k-means on ``pcs``, Leiden bisected to ``k`` clusters and the multinomial mixture by EM
+    from that k-means, each with ``k`` clusters: ``{"kmeans", "leiden", "em"}`` -> labels."""
+    km = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs)
+    return {"kmeans": km, "leiden": leiden_n_clusters(pcs, k, seed),
+            "em": em_multinomial(x, km, k)}
+
+
 def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods,
-             baselines: bool = True) -> dict:
+             baselines: bool = True, at_used: str | None = None) -> dict:
     truth = adata.obs[key]
     row = {"data": name, "K": k, "n_cells": adata.n_obs}
     t0 = time.perf_counter()
     preds = {}
+    if baselines or at_used:
+        pcs, x = log_pcs(adata, n_pcs=30, seed=seed), _dense(adata)
     if baselines:
         row["lr_acc"], row["lr_ari"] = cv_logreg(adata, truth, seed)
-        pcs = log_pcs(adata, n_pcs=30, seed=seed)
-        x = _dense(adata)
-        km = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs)
+        preds = baselines_at(pcs, x, k, seed)
         codes = truth.astype("category").cat.codes.to_numpy()  # -1 for NaN
-        preds = {"kmeans": km, "leiden": leiden_n_clusters(pcs, k, seed),
-                 "em": em_multinomial(x, km, k), "em_truth": em_multinomial(x, codes, k)}
+        preds["em_truth"] = em_multinomial(x, codes, k)
     if "divisive" in methods:  # the start of init="divisive" on its own (as train() fits it)
         preds["divisive"] = fit_start(adata.X, "divisive", k, 30, seed, genes="auto").labels
     if "divisive_allgenes" in methods:  # the same on every gene (before the state's genes
@@ -253,6 +269,11 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
                                          start_weight=MANY["start_weight"])
     if "truth_recipe" in methods:
         preds["truth_recipe"] = model_run(adata, key, k, seed, quick, start="truth", **MANY)
+    if at_used:  # the baselines at the number of categories ``at_used`` used
+        k_used = row["K_used"] = used(np.unique(preds[at_used], return_inverse=True)[1])
+        again = (baselines_at(pcs, x, k_used, seed) if k_used != k or not baselines
+                 else {b: preds[b] for b in ("kmeans", "leiden", "em")})
+        preds.update({f"{b}@K_used": p for b, p in again.items()})
     for m, p in preds.items():
         s = clustering_scores(truth, p)
         row[f"{m}_ari"], row[f"{m}_ami"] = s["ari"], s["ami"]
@@ -270,9 +291,11 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
     return row
 
 
-COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari",
+COLS = ["seed", "K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari",
         "em_truth_ari", "divisive_allgenes_ari", "divisive_ari", "divisive_gap", "model_used",
-        "model_ari", "model_ami", "model_gap", "model_state_rho",
+        "model_ari", "model_ami", "model_gap", "model_state_rho", "K_used",
+        "kmeans@K_used_ari", "kmeans@K_used_ami", "leiden@K_used_ari", "leiden@K_used_ami",
+        "em@K_used_ari", "em@K_used_ami",
         "model_div_used", "model_div_ari", "model_div_ami", "model_div_gap",
         "model_div_state_rho", "model_div_state_rho_min", "model_div_state_n",
         "model_div_state_rho_matched", "model_div_state_n_matched", "model_div_state_rho_dim",
@@ -281,8 +304,8 @@ COLS = ["K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari", "em_ari
         "prune_div_rounds", "prune_div_s", "one_arm_used",
         "one_arm_ari", "no_aug_used", "no_aug_ari", "learned_aug_s", "learned_used",
         "learned_ari", "one_arm_div_used", "one_arm_div_ari", "from_truth_used",
-        "from_truth_ari", "truth_prior_used", "truth_prior_ari", "truth_recipe_used",
-        "truth_recipe_ari"]
+        "from_truth_ari", "from_truth_ami", "truth_prior_used", "truth_prior_ari",
+        "truth_recipe_used", "truth_recipe_ari"]
 
 
 def table(rows: list[dict]) -> str:
@@ -300,12 +323,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(rows: list[dict]) -> str:
+    """Mean ± sd (ddof 1) over the seeds of each data set, per column of :data:`COLS`."""
+    cols = [c for c in COLS if c != "seed" and any(c in r for r in rows)]
+    lines = ["| data | seeds | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for data in dict.fromkeys(r["data"] for r in rows):
+        group = [r for r in rows if r["data"] == data]
+        cells = []
+        for c in cols:
+            v = np.array([r[c] for r in group if c in r], dtype=float)
+            cells.append("-" if not len(v) else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+                         if len(v) > 1 else f"{v[0]:.3f}")
+        lines.append(f"| {data} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--draws", default=",".join(map(str, REPORT)))
     p.add_argument("--no-zeisel", action="store_true")
     p.add_argument("--methods", default="model,one_arm,truth")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", default="0", help="training (and baseline) seeds, e.g. 0,1,2")
+    p.add_argument("--zeisel", default="level2,level1",
+                   help="Zeisel label levels to run: level2 (K = 47), level1 (K = 7)")
+    p.add_argument("--at-used", metavar="METHOD",
+                   help="also the baselines at the number of categories METHOD used")
     p.add_argument("--quick", action="store_true", help="one tiny draw, 2 epochs (dry test)")
     p.add_argument("--no-baselines", action="store_true",
                    help="skip the baselines and the difficulty pin (reported in the main table)")
@@ -314,25 +356,32 @@ def main() -> None:
     torch.set_num_threads(1)
     methods = args.methods.split(",")
     command = "python benchmarks/fine_types.py " + " ".join(sys.argv[1:])
+    seeds = [int(s) for s in args.seed.split(",")]
+    levels = [lv for lv in args.zeisel.split(",") if lv]
+    kw = {"baselines": not args.no_baselines, "at_used": args.at_used}
     rows = []
-    if args.quick:
-        a = cplmix_sc.datasets.synthetic_hierarchy(100, n_types=24, n_cells=600, n_genes=400)
-        rows.append(evaluate("quick", a, "type", 24, args.seed, True, methods,
-                            not args.no_baselines))
-    else:
+    for seed in seeds:
+        if args.quick:
+            a = cplmix_sc.datasets.synthetic_hierarchy(100, n_types=24, n_cells=600, n_genes=400)
+            rows.append(evaluate("quick", a, "type", 24, seed, True, methods, **kw))
+            continue
         for d in map(int, filter(None, args.draws.split(","))):
             a = cplmix_sc.datasets.synthetic_hierarchy(d)
             s = a.uns["simulation"]
             name = f"draw {d} ({s['platform']}, {s['n_classes']}/{s['n_subclasses']} cl/sub)"
-            rows.append(evaluate(name, a, "type", s["n_types"], args.seed, False, methods,
-                                not args.no_baselines))
+            rows.append(evaluate(name, a, "type", s["n_types"], seed, False, methods, **kw))
         if not args.no_zeisel:
             for task, key, k in (("zeisel47", "level2", 47), ("zeisel7", "level1", 7)):
-                a = load_task(task)[0]
-                rows.append(evaluate(f"Zeisel {key}", a, key, k, args.seed, False, methods,
-                                    not args.no_baselines))
+                if key in levels:
+                    a = load_task(task)[0]
+                    rows.append(evaluate(f"Zeisel {key}", a, key, k, seed, False, methods,
+                                         **kw))
+    for r, seed in zip(rows, np.repeat(seeds, len(rows) // len(seeds)), strict=True):
+        r["seed"] = int(seed)
     text = (f"# Fine types at matched K\n\nCommand: `{command}` (CPU, one thread, "
             f"{time.strftime('%Y-%m-%d')}; training seed {args.seed})\n\n" + table(rows) + "\n")
+    if len(seeds) > 1:
+        text += "\nMean ± sd over seeds:\n\n" + seed_table(rows) + "\n"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
