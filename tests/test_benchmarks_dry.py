@@ -97,6 +97,16 @@ def test_fine_types_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_fine_types_quick_at_used_two_seeds(tmp_path):
+    _run([BENCH / "fine_types.py", "--quick", "--methods", "model", "--at-used", "model",
+          "--seed", "0,1", "--out", tmp_path / "fine.md"], tmp_path)
+    text = (tmp_path / "fine.md").read_text()
+    for col in ("K_used", "kmeans@K_used_ari", "leiden@K_used_ami", "em@K_used_ari"):
+        assert col in text
+    assert "Mean ± sd over seeds" in text and "| quick | 2 |" in text
+
+
+@pytest.mark.slow
 def test_fine_types_quick_arms_and_augmentation(tmp_path):
     _run([BENCH / "fine_types.py", "--quick", "--no-baselines", "--methods",
           "one_arm,no_aug,learned", "--out", tmp_path / "fine.md"], tmp_path)
