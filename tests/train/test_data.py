@@ -329,3 +329,39 @@ def test_start_labels_are_looked_up_per_cell_during_training():
     model = CplMixVAE(adata, n_categories=4)
     model.train(**QUICK, init="leiden", callbacks=[Watch()], annotate=False)
     assert seen["table"].numel() == 0
+
+
+def test_start_label_table_of_a_sampled_start(monkeypatch):
+    """With more cells than the start is fit on, the sampled cells take their own labels and
+    the others a search among their nearest categories' reference cells: with every category
+    a candidate that is the full search, with two it agrees on most cells."""
+    from lightning.pytorch import Callback
+
+    import cplmix_sc.module._start as start_module
+    import cplmix_sc.start._fit as fit
+
+    monkeypatch.setattr(fit, "MAX_START_CELLS", 70)
+    seen = {}
+
+    class Watch(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.module.phase == "warmup" and "table" not in seen:
+                seen["table"] = pl_module.module.start_cell_labels.clone()
+
+    scvi.settings.seed = 0
+    adata = counts(batches=False)
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=4)
+    model.train(**{**QUICK, "warmup_epochs": 2}, init="leiden", callbacks=[Watch()],
+                annotate=False)
+    module = model.module
+    assert module.start_points.shape[0] == 70 < adata.n_obs
+    x_all = torch.as_tensor(adata.X.toarray() if sp.issparse(adata.X) else adata.X,
+                            dtype=torch.float32)
+    full = module.start_labels(x_all)
+    sample = fit.start_cells(adata.n_obs, 0)
+    assert torch.equal(seen["table"][sample], module.start_point_labels)  # their own labels
+    assert torch.equal(full[sample], module.start_point_labels)  # = the search's
+    assert (seen["table"] == full).float().mean() > 0.9
+    monkeypatch.setattr(start_module, "GROUP_CANDIDATES", 4)
+    assert torch.equal(module.start_labels_grouped(x_all), full)

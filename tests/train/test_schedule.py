@@ -1,5 +1,6 @@
 """Default epochs (cplmix_sc.train._schedule)."""
 
+from cplmix_sc import CplMixVAE
 from cplmix_sc.train import _schedule
 
 
@@ -45,3 +46,28 @@ def test_default_warmup_is_set_from_the_fitted_start(easy_sim, monkeypatch):
     model.train(max_epochs=60, init="kmeans", batch_size=128, enable_progress_bar=False,
                 annotate=False)
     assert seen["warmup"] == -(-120 // steps)
+
+
+def test_default_batch_size_keeps_an_epoch_within_256_steps_up_to_1024_cells():
+    from cplmix_sc.train import default_batch_size
+
+    assert default_batch_size(3_005) == 256
+    assert default_batch_size(65_536) == 256  # 256 steps of 256 cells
+    assert default_batch_size(65_537) == 512
+    assert default_batch_size(131_072) == 512
+    assert default_batch_size(200_000) == 1024
+    assert default_batch_size(5_000_000) == 1024  # at most 1,024 cells
+
+
+def test_train_uses_the_default_batch_size(easy_sim, monkeypatch):
+    """``batch_size=None`` resolves by the training cells (a rule scaled down here)."""
+    import cplmix_sc.train._schedule as schedule
+
+    monkeypatch.setattr(schedule, "MAX_EPOCH_STEPS", 2)
+    adata = easy_sim.copy()
+    CplMixVAE.setup_anndata(adata)
+    model = CplMixVAE(adata, n_categories=3)
+    model.train(max_epochs=1, warmup_epochs=0, init="random", annotate=False)
+    n = adata.n_obs
+    expected = 256 if n <= 512 else 512 if n <= 1024 else 1024
+    assert model.trainer.num_training_batches == -(-n // expected)

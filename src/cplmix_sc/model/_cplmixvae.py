@@ -33,6 +33,7 @@ from .._validation import (
 )
 from ..module import CplMixVAEModule
 from ..module._augment import AUGMENTATIONS
+from ..module._input import MAX_SPARSE_INPUT_DENSITY
 from ..module._likelihood import MAX_SPARSE_DENSITY
 from ..train import CplMixTrainingPlan
 from ._augmenter import Augmenter
@@ -169,7 +170,9 @@ class CplMixVAE(
         if augmenter is not None:
             self.module.set_augmenter(augmenter.module)
         x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        self.module.sparse_likelihood = bool(nonzero_fraction(x) <= MAX_SPARSE_DENSITY)
+        density = nonzero_fraction(x)
+        self.module.sparse_likelihood = bool(density <= MAX_SPARSE_DENSITY)
+        self.module.sparse_input = bool(density <= MAX_SPARSE_INPUT_DENSITY)
         augmenter = None  # its architecture is in module_kwargs, its weights in the module
         self.init_excluded_genes_ = None  # set by train(): genes left out of the start
         self.init_label_names_ = None  # set by train(init_labels=...): label of each category

@@ -93,7 +93,7 @@ class PruningMixin:
         patience: int | None = None,
         fine_tune_epochs: int | None = None,
         lr: float = 1e-3,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         annotate: bool = True,
         key_added: str = "cpl",
         **trainer_kwargs,
@@ -169,7 +169,8 @@ class PruningMixin:
         fraction = self._check_prune_args(key_added, min_consensus, n_prune, min_categories,
                                           patience)
         if fine_tune_epochs is None:
-            fine_tune_epochs = schedule.fine_tune_epochs(self.adata.n_obs, batch_size)
+            fine_tune_epochs = schedule.fine_tune_epochs(
+                self.adata.n_obs, batch_size or schedule.default_batch_size(self.adata.n_obs))
         history = []
         mask = self.module.category_mask
         best = {"mean": -np.inf, "round": None, "state": None, "unused": []}

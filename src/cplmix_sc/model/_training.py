@@ -39,7 +39,12 @@ from ..train._checkpoint import (
     set_rng_state,
 )
 from ..train._data import DeviceDataSplitter
-from ..train._schedule import mixture_epochs, steps_per_epoch, warmup_epochs
+from ..train._schedule import (
+    default_batch_size,
+    mixture_epochs,
+    steps_per_epoch,
+    warmup_epochs,
+)
 from ._defaults import many_types, resolve_init
 
 
@@ -59,7 +64,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         warmup_epochs: int | None = None,
         init: Literal["auto", "divisive", "kmeans", "leiden", "random"] = "auto",
         lr: float = 1e-3,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         train_size: float = 1.0,
         annotate: bool = True,
         key_added: str = "cpl",
@@ -123,7 +128,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             Adam learning rate (paper: 1e-3).
         batch_size
             Mini-batch size (at least 2 and at most the number of training cells). A last
-            mini-batch of a single cell is dropped (batch normalisation needs two).
+            mini-batch of a single cell is dropped (batch normalisation needs two). ``None``:
+            256, or with more than 65,536 training cells 512 or 1,024, so that an epoch
+            takes at most 256 steps (:func:`cplmix_sc.train.default_batch_size`).
         train_size
             Fraction of cells used for training; the rest is validation (held-out ELBO).
         annotate
@@ -218,7 +225,8 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             raise ValueError(
                 f"`data_on_device` must be True, False or 'auto', got {data_on_device!r}."
             )
-        batch_size = check_int("batch_size", batch_size, 2)
+        if batch_size is not None:
+            batch_size = check_int("batch_size", batch_size, 2)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         check_key_added(key_added)
         check_checkpoint_dir(checkpoint_dir)
@@ -233,7 +241,7 @@ class TrainingMixin(UnsupervisedTrainingMixin):
             self._resume_run(run, resume, train_size)
         self.init_ = "labels" if run["labels"] is not None else run["init"]
         self._schedule(run, batch_size, train_size)
-        fit_kwargs = self._fit_kwargs(run["n_train"], batch_size, train_size, accelerator,
+        fit_kwargs = self._fit_kwargs(run["n_train"], run["batch_size"], train_size, accelerator,
                                       devices, lr, plan_kwargs, trainer_kwargs)
         run.update(coupling_warmup=coupling_warmup, data_on_device=data_on_device, lr=lr,
                    checkpoint_every=checkpoint_every)
@@ -312,6 +320,9 @@ class TrainingMixin(UnsupervisedTrainingMixin):
     def _schedule(self, run: dict, batch_size: int, train_size: float) -> None:
         """Default and checked epochs of both phases (:mod:`cplmix_sc.train._schedule`)."""
         n_train = int(np.ceil(self.adata.n_obs * train_size))
+        if batch_size is None:
+            batch_size = default_batch_size(n_train)
+        run["batch_size"] = batch_size
         if run["max_epochs"] is None:
             run["max_epochs"] = mixture_epochs(n_train, batch_size)
         run["max_epochs"] = check_int("max_epochs", run["max_epochs"], 1)
@@ -386,6 +397,10 @@ class TrainingMixin(UnsupervisedTrainingMixin):
                                         run["labels"])
                 meta["init_excluded"] = _left_out(start.genes)
                 self.init_ = start.init
+                # rows of the reference cells (StartLabelTable labels them without a search)
+                run["shared"]["reference_cells"] = (
+                    None if start.points is None
+                    else np.arange(len(start.points)) if start.cells is None else start.cells)
                 if ckpt is None and "warmup_for_start" in run:  # scales with the start's size
                     run["warmup_epochs"] = meta["warmup_epochs"] = warmup_epochs(
                         *run["warmup_for_start"], run["max_epochs"],

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ._input import sparse_arm_linear
+
 
 class ArmLinear(nn.Module):
     """``A`` independent linear maps applied with one :func:`torch.baddbmm`.
@@ -37,6 +39,12 @@ class ArmLinear(nn.Module):
     def forward_arm(self, x: torch.Tensor, arm: int) -> torch.Tensor:
         """Map ``(B, n_in)`` to ``(B, n_out)`` with arm ``arm``'s map only."""
         return torch.addmm(self.bias[arm], x, self.weight[arm])
+
+    def forward_sparse(self, offsets, cols, values) -> torch.Tensor:
+        """Map a sparse ``(A, B, n_in)`` input to ``(A, B, n_out)``: arm ``a``'s entries
+        ``values[a]`` at columns ``cols``, rows by ``offsets``
+        (:func:`~cplmix_sc.module._input.nonzero_entries`; CPU only)."""
+        return sparse_arm_linear(offsets, cols, values, self.weight, self.bias)
 
 
 class ArmBatchNorm(nn.Module):
@@ -96,6 +104,11 @@ class ArmMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def forward_sparse(self, offsets, cols, values) -> torch.Tensor:
+        """:meth:`forward` of a sparse input (:meth:`ArmLinear.forward_sparse`)."""
+        h = self.layers[0].forward_sparse(offsets, cols, values)
+        return self.layers[1:](h)
 
     def forward_arm(self, x: torch.Tensor, arm: int) -> torch.Tensor:
         """Arm ``arm``'s network alone on ``(B, n_in)`` (eval mode: running statistics)."""

@@ -18,10 +18,11 @@ from torch import nn
 
 from .._validation import check_choice, check_int, check_number
 from ._arms import ArmLinear, ArmMLP
-from ._augment import AUGMENTATIONS, thin_counts
+from ._augment import AUGMENTATIONS
 from ._augmenter import AugmenterModule
 from ._coupling import COUPLINGS
 from ._dropout import InputDropout
+from ._input import EncoderInputMixin
 from ._likelihood import nb_nll_logits
 from ._normalise import NORM_SCALE, log_normalise
 from ._start import StartMixin, _rename_teacher_buffers
@@ -29,7 +30,7 @@ from ._start import StartMixin, _rename_teacher_buffers
 LIKELIHOODS = ("nb", "gaussian")
 USAGE_TARGETS = ("uniform", "start")
 DECODERS = ("mlp", "linear")
-class CplMixVAEModule(StartMixin, BaseModuleClass):
+class CplMixVAEModule(EncoderInputMixin, StartMixin, BaseModuleClass):
     """A coupled mixture VAEs: categorical type ``c`` and type-dependent state ``s`` per arm.
 
     Each arm (sec. B, L.1) encodes its copy of a cell to a ``D``-dimensional bottleneck,
@@ -172,6 +173,9 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         #: the torch NB formula's lgamma terms on the non-zero counts only (CPU without numba);
         #: set by the model from its data's density (module._likelihood.MAX_SPARSE_DENSITY)
         self.sparse_likelihood = False
+        #: the encoders' input on its non-zero entries on the CPU (module._input); set by the
+        #: model from its data's density (module._input.MAX_SPARSE_INPUT_DENSITY)
+        self.sparse_input = False
         self.entropy_weight = entropy_weight
         self.usage_weight = usage_weight
         self.usage_target = usage_target
@@ -273,27 +277,10 @@ class CplMixVAEModule(StartMixin, BaseModuleClass):
         self.augmenter.load_state_dict(augmenter.state_dict())
         self.augmenter.eval()
 
-    def make_copies(self, x: torch.Tensor) -> torch.Tensor:
-        """One copy of the mini-batch per arm, ``(A, B, G)``; perturbed only in training.
-
-        ``"learned"``: each arm gets its own noisy copy from the frozen augmenter, generated
-        on the device with fresh noise and NB counts every step.
-        """
-        if self.training and self.augmentation == "simple":
-            return thin_counts(x, self.n_arms, self.thinning)
-        if self.training and self.augmentation == "learned":
-            return self.augmenter.sample_counts(x, self.n_arms)
-        return x.unsqueeze(0).expand(self.n_arms, *x.shape)
-
     @auto_move_data
     def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encode each arm's copy to the bottleneck, q(c|x) and q(s|x, c)."""
-        copies = self.make_copies(x)
-        if copies.stride(0) == 0:  # every arm sees the same cells: normalise them once
-            normalised = log_normalise(x, x.sum(-1, keepdim=True)).expand_as(copies)
-        else:
-            normalised = log_normalise(copies, copies.sum(-1, keepdim=True))
-        h = self.encoder(self.input_dropout(normalised))
+        h = self.encode(x)  # each arm's copy, normalised, through its encoder
         bottleneck = self.bottleneck(h)
         logits = self.category_head(bottleneck)
         # pruned categories (see ``category_mask``) get probability exactly 0

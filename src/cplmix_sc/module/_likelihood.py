@@ -24,15 +24,13 @@ off the CPU, :func:`nb_nll_logits` uses :func:`nb_nll` (with ``sparse`` as chose
 
 from __future__ import annotations
 
-import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-from ._compiled import njit_cached
+from ._compiled import njit_cached, split_work
 
 EPS = 1e-8  # as scvi-tools
 #: above this fraction of non-zero counts the dense formula is faster on the CPU
@@ -135,7 +133,7 @@ class _FusedNB(torch.autograd.Function):
         grad_logits = np.empty(shape, dtype=np.float32)
         grad_theta = np.empty(shape, dtype=np.float32)
         kernel = _kernel()
-        _split(b, lambda lo, hi: kernel(xs, logits, per_gene, *per_gene_32, _LGAMMA_INT,
+        split_work(b, lambda lo, hi: kernel(xs, logits, per_gene, *per_gene_32, _LGAMMA_INT,
                                         library, nll, grad_logits, grad_theta, want_grad,
                                         lo, hi))
         if want_grad:
@@ -151,30 +149,6 @@ class _FusedNB(torch.autograd.Function):
         # d nll / d log_theta = theta * d nll / d theta, summed over cells
         d_log_theta = torch.bmm(grad_out.unsqueeze(1), grad_theta) * theta.unsqueeze(1)
         return None, d_logits, d_log_theta
-
-
-def _chunks(n: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` ranges of cells, one per PyTorch thread (at most one per 16 cells)."""
-    parts = max(1, min(torch.get_num_threads(), n // 16))
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
-
-
-def _split(n: int, fn) -> None:
-    """``fn(lo, hi)`` for every chunk of ``range(n)``, in parallel threads (the kernel
-    releases the GIL)."""
-    chunks = _chunks(n)
-    if len(chunks) == 1:
-        fn(*chunks[0])
-        return
-    for future in [_pool().submit(fn, lo, hi) for lo, hi in chunks]:
-        future.result()
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
-                              thread_name_prefix="cplmix-nb")
 
 
 #: lgamma(k + 1) for integer counts k < 4096 (looked up instead of computed)

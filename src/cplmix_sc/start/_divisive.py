@@ -11,6 +11,7 @@ scrattch.hicat do).
 from __future__ import annotations
 
 import heapq
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -103,22 +104,29 @@ def divisive_start(x, k: int, seed: int | None = 0, n_genes: int = SPLIT_GENES,
     heap: list = []
     counter = 0
 
-    def push(c: int) -> None:
+    def split(c: int):
+        return best_split(x, np.flatnonzero(labels == c), seed, n_genes, n_pcs)
+
+    def push(c: int, found) -> None:
         nonlocal counter
-        score, side = best_split(x, np.flatnonzero(labels == c), seed, n_genes, n_pcs)
+        score, side = found
         if np.isfinite(score):
             heapq.heappush(heap, (-score, counter, c, side))
             counter += 1
 
-    push(0)
+    push(0, split(0))
     n = 1
-    while n < k and heap:
-        _, _, c, side = heapq.heappop(heap)
-        idx = np.flatnonzero(labels == c)
-        labels[idx[side]] = n
-        push(c)
-        push(n)
-        n += 1
+    # the two halves of a split are scored in two threads (NumPy, SciPy and scikit-learn
+    # release the GIL in their heavy parts); the heap receives them in the same order
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while n < k and heap:
+            _, _, c, side = heapq.heappop(heap)
+            idx = np.flatnonzero(labels == c)
+            labels[idx[side]] = n
+            both = list(pool.map(split, (c, n)))
+            push(c, both[0])
+            push(n, both[1])
+            n += 1
     sizes = np.bincount(labels)
     rank = np.empty(len(sizes), dtype=np.int64)
     rank[np.argsort(-sizes, kind="stable")] = np.arange(len(sizes))

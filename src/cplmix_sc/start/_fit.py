@@ -49,6 +49,9 @@ class Start:
     init
         The clustering used: ``"leiden"``, ``"kmeans"``, ``"divisive"`` or ``"labels"``
         (``fit_start(init="auto")`` picks one of the first two).
+    cells
+        The rows of the data the start was fit on, the reference cells in order (sorted;
+        ``None``: every row).
     """
 
     mean: np.ndarray
@@ -59,6 +62,7 @@ class Start:
     labels: np.ndarray | None
     genes: np.ndarray | None
     init: str = ""
+    cells: np.ndarray | None = None
 
     @property
     def excluded(self) -> list[int]:
@@ -125,7 +129,7 @@ def _fit_start(
     ``"leiden"``). ``Start.init`` says which was used.
     """
     given = labels is not None
-    sample = start_cells(x.shape[0], seed)
+    sample = cells = start_cells(x.shape[0], seed)
     if is_backed(x):  # on disk: read only the sampled rows (all if few), as CSR
         x = read_rows(x, sample)
         sample = None
@@ -167,7 +171,7 @@ def _fit_start(
     counts = np.bincount(labels[labels >= 0], minlength=n_categories)
     used = "labels" if given else init
     return Start(mean, components, centers, counts, points,
-                 None if points is None else labels, genes, used)
+                 None if points is None else labels, genes, used, cells)
 
 
 def kmeans_or_graph(pcs: np.ndarray, state_free_pcs: np.ndarray, k: int, seed) -> str:

@@ -7,6 +7,7 @@ from ._checkpoint import ResumableCheckpoint
 from ._data import DeviceBatchLoader, DeviceDataSplitter, DeviceMatrix
 from ._plan import CplMixTrainingPlan
 from ._progress import PhaseSummary, progress_line, quiet_progress, setup_progress_logger
+from ._schedule import default_batch_size
 
 __all__ = [
     "AugmenterTrainingPlan",
@@ -20,6 +21,7 @@ __all__ = [
     "PhaseSummary",
     "ResumableCheckpoint",
     "StartLabelTable",
+    "default_batch_size",
     "progress_line",
     "quiet_progress",
 ]

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+#: the mini-batch of ``train(batch_size=None)`` ...
+BATCH_SIZE = 256
+#: ... doubled, up to ``LARGE_BATCH_SIZE``, while an epoch would take more than this many
+#: steps (more than 65,536 training cells): at that size every phase is bounded by epochs, not
+#: steps (``MIXTURE_EPOCHS``), and a larger mini-batch spreads the per-step cost over more
+#: cells (``benchmarks/results/speed.md``)
+MAX_EPOCH_STEPS = 256
+LARGE_BATCH_SIZE = 1024
 #: the coupled mixture phase of :meth:`~cplmix_sc.CplMixVAE.train` (40 epochs of Zeisel)
 MIXTURE_STEPS = 480
 #: ... bounded to this range of epochs
@@ -37,6 +45,16 @@ AUGMENTER_EPOCHS = (10, 200)
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimiser steps in one epoch over ``n_train`` cells."""
     return max(1, int(np.ceil(n_train / batch_size)))
+
+
+def default_batch_size(n_train: int) -> int:
+    """Mini-batch size for ``n_train`` training cells: :data:`BATCH_SIZE`, doubled up to
+    :data:`LARGE_BATCH_SIZE` while an epoch would take more than :data:`MAX_EPOCH_STEPS`
+    steps (256 up to 65,536 cells, 512 up to 131,072, then 1,024)."""
+    size = BATCH_SIZE
+    while size < LARGE_BATCH_SIZE and steps_per_epoch(n_train, size) > MAX_EPOCH_STEPS:
+        size *= 2
+    return size
 
 
 def _epochs(steps: int, n_train: int, batch_size: int, bounds: tuple[int, int]) -> int:
