@@ -132,7 +132,7 @@ class StartMixin:
         nearest reference cells among the reference cells of every category that is one of
         the :data:`GROUP_CANDIDATES` nearest centres of one of its cells, not among all of
         them. It gives the full search's label to all but a few cells near the border of two
-        categories (99.6% of the cells of a 200,000-cell start of 50 categories,
+        categories (99.7% of the cells of a 200,000-cell start of 50 categories,
         ``benchmarks/results/speed.md``), at a fraction of its cost. A start without
         reference cells, or with reference cells without a category (``start_partial``),
         gets the full search.
