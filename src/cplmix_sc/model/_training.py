@@ -28,6 +28,7 @@ from ..train import (
     ResumableCheckpoint,
     StartLabelTable,
 )
+from ..train._allocator import steady_heap
 from ..train._checkpoint import (
     CHECKPOINT_KEY,
     CHECKPOINT_NAME,
@@ -436,9 +437,11 @@ class TrainingMixin(UnsupervisedTrainingMixin):
         self.module.train()  # scvi-tools leaves eval mode after a first train() or load()
         self.module.phase = phase
         try:
-            UnsupervisedTrainingMixin.train(
-                self, max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path, **kwargs
-            )
+            with steady_heap():  # the steps' large buffers reused, not page-faulted
+                UnsupervisedTrainingMixin.train(
+                    self, max_epochs=n_epochs, callbacks=callbacks, ckpt_path=ckpt_path,
+                    **kwargs
+                )
         except NonFiniteLossError as err:
             # the kept weights are trained if any epoch finished (a completed warm-up counts)
             if err.epochs_done > 0 or (phase == "mixture" and run.get("warmup_done")):
