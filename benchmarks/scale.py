@@ -81,7 +81,8 @@ def csr_bytes(x) -> int:
 
 def default_path(args) -> dict:
     """What a user runs: ``train(max_epochs=1, warmup_epochs=1)`` with every other default
-    (graph start, state-gene search, warm-up, mixture epoch, ``annotate``), timed whole.
+    (the start ``init="auto"`` picks for ``--k`` categories, the state-gene search, the default
+    mini-batch, warm-up, mixture epoch, ``annotate``), timed whole.
 
     The matrix is simulated, written to an .h5ad and trained on in a fresh process that
     reads it (as a user's process would): the simulation's own memory, which the allocator
@@ -111,6 +112,7 @@ def train_default_path(args, adata) -> dict:
     import scvi
 
     import cplmix_sc
+    from cplmix_sc.train import default_batch_size
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     scvi.settings.seed = 0
@@ -126,7 +128,8 @@ def train_default_path(args, adata) -> dict:
         out["default_path_s"] = round(time.perf_counter() - t0, 1)
     out.update(peak_gib=round(mem.peak / 2**30, 3),
                max_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-               n_types_used=int(adata.uns["cpl"]["n_types_used"]), load=load())
+               n_types_used=int(adata.uns["cpl"]["n_types_used"]), init=model.init_,
+               batch_size=default_batch_size(adata.n_obs), load=load())
     return out
 
 
