@@ -290,10 +290,9 @@ def test_a_training_step_reads_nothing_back_from_the_device(monkeypatch):
     assert reads == []
 
 
-def test_start_labels_are_looked_up_per_cell_during_training():
-    """StartLabelTable: with two epochs pulled towards the start, the table holds the search's
-    label of every cell, the loss reads it by the mini-batch's indices, and it is dropped when
-    fitting ends (one pulled epoch: no table, the search is as cheap)."""
+def _train_watching_the_table(warmup_epochs: int = 2):
+    """Train with ``warmup_epochs`` warm-up epochs; keep the start-label table and the first
+    mini-batch of the warm-up as the loss saw them."""
     from lightning.pytorch import Callback
 
     seen = {}
@@ -310,8 +309,16 @@ def test_start_labels_are_looked_up_per_cell_during_training():
     adata = counts(batches=False)
     CplMixVAE.setup_anndata(adata)
     model = CplMixVAE(adata, n_categories=4)
-    model.train(**{**QUICK, "warmup_epochs": 2}, init="leiden", callbacks=[Watch()],
-                annotate=False)
+    model.train(**{**QUICK, "warmup_epochs": warmup_epochs}, init="leiden",
+                callbacks=[Watch()], annotate=False)
+    return seen, model, adata
+
+
+def test_start_labels_are_looked_up_per_cell_during_training():
+    """StartLabelTable: with two epochs pulled towards the start, the table holds the search's
+    label of every cell, the loss reads it by the mini-batch's indices, and it is dropped when
+    fitting ends (one pulled epoch: no table, the search is as cheap)."""
+    seen, model, adata = _train_watching_the_table()
     module = model.module
     assert module.start_cell_labels.numel() == 0  # dropped when fitting ended
     assert "start_cell_labels" not in module.state_dict()  # and never saved
@@ -325,9 +332,7 @@ def test_start_labels_are_looked_up_per_cell_during_training():
     module.set_cell_start_labels(table)
     torch.testing.assert_close(module.start_labels(x, idx), module.start_labels(x))
     module.set_cell_start_labels(None)
-    seen.clear()
-    model = CplMixVAE(adata, n_categories=4)
-    model.train(**QUICK, init="leiden", callbacks=[Watch()], annotate=False)
+    seen, _, _ = _train_watching_the_table(warmup_epochs=QUICK["warmup_epochs"])
     assert seen["table"].numel() == 0
 
 
@@ -335,25 +340,11 @@ def test_start_label_table_of_a_sampled_start(monkeypatch):
     """With more cells than the start is fit on, the sampled cells take their own labels and
     the others a search among their nearest categories' reference cells: with every category
     a candidate that is the full search, with two it agrees on most cells."""
-    from lightning.pytorch import Callback
-
     import cplmix_sc.module._start as start_module
     import cplmix_sc.start._fit as fit
 
     monkeypatch.setattr(fit, "MAX_START_CELLS", 70)
-    seen = {}
-
-    class Watch(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if pl_module.module.phase == "warmup" and "table" not in seen:
-                seen["table"] = pl_module.module.start_cell_labels.clone()
-
-    scvi.settings.seed = 0
-    adata = counts(batches=False)
-    CplMixVAE.setup_anndata(adata)
-    model = CplMixVAE(adata, n_categories=4)
-    model.train(**{**QUICK, "warmup_epochs": 2}, init="leiden", callbacks=[Watch()],
-                annotate=False)
+    seen, model, adata = _train_watching_the_table()
     module = model.module
     assert module.start_points.shape[0] == 70 < adata.n_obs
     x_all = torch.as_tensor(adata.X.toarray() if sp.issparse(adata.X) else adata.X,
