@@ -6,8 +6,9 @@ Per data set (TUNE draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` at K 
 number of types; Zeisel 2015 level2, 2,000 seurat_v3 genes, K = 47), both starts as
 ``train()`` fits them (``cplmix_sc.start.fit_start(x, init, K, 30, seed, genes="auto")``,
 ``init`` = ``"divisive"`` / ``"kmeans"``) and ``kmeans_base``, ``fine_types.py``'s k-means
-baseline at K (k-means, 10 restarts, on the top 30 PCs of log1p CP10k), their ARI against the truth, categories used
-(>= 10 cells) and unsupervised criteria of each start's labels (higher = better for all):
+baseline at K (k-means, 10 restarts, on the top 30 PCs of log1p CP10k), their ARI against
+the truth (labelled cells), categories used (>= 10 cells) and unsupervised criteria of each
+start's labels (higher = better for all):
 
 - ``ll_em{n}``: log-likelihood per cell of a multinomial mixture (mixing weights, alpha
   1e-2 pseudo-counts) after ``n`` EM steps from the start's hard labels (0: parameters from
