@@ -19,7 +19,8 @@ Data: draws of :func:`cplmix_sc.datasets.synthetic_hierarchy` (TUNE seeds 0-4, R
 - ``--methods`` (comma-separated): ``model`` default ``train()`` (2 arms); ``model_div`` the
   many-types recipe (``init="divisive"``, ``coupling="detached"``, ``warmup_coupling=False``,
   ``start_weight=10``);
-  ``divisive`` that start alone; ``one_arm`` / ``one_arm_div`` the same with ``n_arms=1``
+  ``divisive`` that start alone; ``model_km`` the defaults from the k-means start
+  (``train(init="kmeans")``); ``one_arm`` / ``one_arm_div`` the same with ``n_arms=1``
   (``one_arm``: every other default as ``model``, the many-types ones included);
   ``no_aug`` the defaults with ``augmentation="none"`` (each arm sees the cell as it is);
   ``learned`` the defaults with a learned augmenter (``augmentation="learned"``), an
@@ -229,6 +230,8 @@ def evaluate(name: str, adata, key: str, k: int, seed: int, quick: bool, methods
         if "state" in adata.obs:
             row.update({f"model_{c}": v for c, v in state_scores(
                 adata, a.obsm["X_cpl_state"], preds["model"]).items()})
+    if "model_km" in methods:  # the defaults from the k-means start (train(init="kmeans"))
+        preds["model_km"] = model_run(adata, key, k, seed, quick, init="kmeans")
     if "model_div" in methods:  # the many-types recipe (docs/model.md, "Many types")
         model, a = fit(adata, key, k, seed, quick, init="divisive", **MANY)
         preds["model_div"] = model.predict()
@@ -296,6 +299,7 @@ COLS = ["seed", "K", "n_cells", "lr_acc", "ceiling", "kmeans_ari", "leiden_ari",
         "model_ari", "model_ami", "model_gap", "model_state_rho", "K_used",
         "kmeans@K_used_ari", "kmeans@K_used_ami", "leiden@K_used_ari", "leiden@K_used_ami",
         "em@K_used_ari", "em@K_used_ami",
+        "model_km_used", "model_km_ari", "model_km_ami",
         "model_div_used", "model_div_ari", "model_div_ami", "model_div_gap",
         "model_div_state_rho", "model_div_state_rho_min", "model_div_state_n",
         "model_div_state_rho_matched", "model_div_state_n_matched", "model_div_state_rho_dim",
