@@ -65,10 +65,8 @@ class EncoderInputMixin:
         return self.encoder(self.input_dropout(normalised))
 
     def _sparse_path(self, x: torch.Tensor) -> bool:
-        return (self.sparse_input and x.device.type == "cpu" and x.dtype == torch.float32
-                and x.dim() == 2 and not x.requires_grad
-                and not (self.training and self.augmentation == "learned")
-                and _kernels() is not None)
+        return (self.sparse_input and sparse_kernels_apply(x)
+                and not (self.training and self.augmentation == "learned"))
 
     def _encode_sparse(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`encode` on the non-zero entries of ``x`` (see the module docstring)."""
@@ -79,10 +77,23 @@ class EncoderInputMixin:
             library = counts.new_zeros(a, x.shape[0]).index_add_(1, rows, counts)
             normalised = log_normalise(counts, library[:, rows])
         else:  # every arm sees the same cells
-            library = values.new_zeros(x.shape[0]).index_add_(0, rows, values)
-            normalised = log_normalise(values, library[rows]).expand(a, -1)
+            normalised = normalise_entries(values, rows, x.shape[0]).expand(a, -1)
         normalised = self.input_dropout(normalised)
         return self.encoder.forward_sparse(offsets, cols, normalised)
+
+
+def sparse_kernels_apply(x: torch.Tensor) -> bool:
+    """Whether the compiled kernels of this module can take ``x``: a float32 ``(B, G)``
+    matrix on the CPU without gradient, with numba available."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2
+            and not x.requires_grad and _kernels() is not None)
+
+
+def normalise_entries(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """:func:`log_normalise` of non-zero entries (:func:`nonzero_entries`), each by its row's
+    total."""
+    library = values.new_zeros(n_rows).index_add_(0, rows, values)
+    return log_normalise(values, library[rows])
 
 
 def nonzero_entries(x: torch.Tensor):

@@ -8,8 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._input import _kernels as _sparse_kernels
-from ._input import nonzero_entries, sparse_arm_linear
+from ._input import nonzero_entries, normalise_entries, sparse_arm_linear, sparse_kernels_apply
 from ._normalise import log_normalise
 
 
@@ -115,12 +114,10 @@ class StartMixin:
         """The start's PC coordinates of cells ``x``; from the non-zero counts alone on the
         CPU path of sparse data (``sparse_input``: the encoders' sparse kernel)."""
         mean, loadings = self.start_mean, self.start_loadings
-        if not (getattr(self, "sparse_input", False) and x.device.type == "cpu"
-                and x.dtype == torch.float32 and _sparse_kernels() is not None):
+        if not (self.sparse_input and sparse_kernels_apply(x)):
             return (log_normalise(x, x.sum(-1, keepdim=True)) - mean) @ loadings
         offsets, rows, cols, values = nonzero_entries(x)
-        library = values.new_zeros(x.shape[0]).index_add_(0, rows, values)
-        normalised = log_normalise(values, library[rows])
+        normalised = normalise_entries(values, rows, x.shape[0])
         shift = -(mean @ loadings).view(1, 1, -1)
         return sparse_arm_linear(offsets, cols, normalised[None], loadings[None], shift)[0]
 
