@@ -4,6 +4,7 @@
     python benchmarks/scale.py --cells 100000 --steps 0 # a full epoch of 100k cells
     python benchmarks/scale.py --cells 2000 --steps 5   # a quick dry run
     python benchmarks/scale.py --cells 200000 --density 0.045 --default-path   # what users run
+    python benchmarks/scale.py --cells 200000 --density 0.045 --label-table    # table's search
 
 Each size runs in its own subprocess. The counts are simulated directly as a CSR matrix
 (about 5% non-zero, float32 values, int32 indices, types with their own marker genes), so
@@ -207,6 +208,45 @@ def worker(args) -> dict:
     return out
 
 
+def label_table_check(args) -> dict:
+    """The start-label table's grouped search against the full search, on the cells outside
+    the start's sample (``StartLabelTable``), and the start's own seed spread: the full-search
+    labels of every cell from starts of seeds 0 and 1 (adjusted Rand index)."""
+    import torch
+    from sklearn.metrics import adjusted_rand_score
+
+    from cplmix_sc.module import CplMixVAEModule
+    from cplmix_sc.start import fit_start
+    from cplmix_sc.start._fit import start_cells
+
+    x, _ = simulate_csr(args.cells, args.genes, args.density)
+
+    def start_module(seed):
+        start = fit_start(x, "divisive", args.k, 30, seed, genes="auto")
+        module = CplMixVAEModule(x.shape[1], n_categories=args.k)
+        module.sparse_input = True
+        module.set_start(*(torch.as_tensor(a, dtype=torch.float32) for a in (
+            start.mean, start.components.T, start.centers)),
+            points=torch.as_tensor(start.points, dtype=torch.float32),
+            labels=torch.as_tensor(start.labels))
+        return module
+
+    def labels(search):
+        return torch.cat([search(torch.as_tensor(x[i:i + 8192].toarray()))
+                          for i in range(0, x.shape[0], 8192)]).numpy()
+
+    module = start_module(0)
+    full, grouped = labels(module.start_labels), labels(module.start_labels_grouped)
+    outside = np.ones(x.shape[0], dtype=bool)
+    outside[start_cells(x.shape[0], 0)] = False
+    return {"n_cells": x.shape[0], "outside_sample": int(outside.sum()),
+            "grouped_equals_full_outside": round(float(
+                (grouped[outside] == full[outside]).mean()), 4),
+            "ari_grouped_full": round(adjusted_rand_score(full, grouped), 4),
+            "ari_seed0_seed1_full": round(adjusted_rand_score(
+                full, labels(start_module(1).start_labels)), 4)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", default="100000,1000000")
@@ -221,9 +261,15 @@ def main(argv=None):
                    help="time train(max_epochs=1, warmup_epochs=1) with every other default")
     p.add_argument("--in-process", action="store_true",
                    help="--default-path: train in the simulating process (simulation in the peak)")
+    p.add_argument("--label-table", action="store_true",
+                   help="check the start-label table's grouped search (one --cells size)")
     p.add_argument("--h5ad", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.label_table:
+        args.cells = int(args.cells)
+        print(json.dumps(label_table_check(args)), flush=True)
+        return
     if args.worker:
         args.cells = int(args.cells)
         if args.h5ad:
